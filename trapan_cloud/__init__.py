@@ -1,0 +1,66 @@
+"""trapan_cloud: TRA-PAN one-shot pansharpening of whole satellite scenes, from STAC/COG to georeferenced Zarr.
+
+The public surface (``shared/API.md``) is re-exported here. Heavy rooms (torch, dask, xarray) are imported lazily
+on first use, so that ``import trapan_cloud`` and ``trapan status`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "pansharpen",
+    "open_scene",
+    "run",
+    "run_batch",
+    "open_result",
+    "TrapanConfig",
+    "Prior",
+    "RunResult",
+    "metrics",
+    "physics",
+    "baselines",
+    "sensors",
+    "get_sensor",
+    "TrapanError",
+    "InputError",
+    "ResumeMismatchError",
+    "__version__",
+)
+
+_LAZY = {
+    "pansharpen": ("trapan_cloud.fusion", "pansharpen"),
+    "open_scene": ("trapan_cloud.scene", "open_scene"),
+    "run": ("trapan_cloud.pipeline", "run"),
+    "run_batch": ("trapan_cloud.batch", "run_batch"),
+    "open_result": ("trapan_cloud.store", "open_result"),
+    "RunResult": ("trapan_cloud.pipeline", "RunResult"),
+    "TrapanConfig": ("trapan_cloud.method.config", "TrapanConfig"),
+    "Prior": ("trapan_cloud.method.prior", "Prior"),
+    "metrics": ("trapan_cloud.metrics", None),
+    "physics": ("trapan_cloud.physics", None),
+    "baselines": ("trapan_cloud.baselines", None),
+    "sensors": ("trapan_cloud.sensors", None),
+    "get_sensor": ("trapan_cloud.sensors", "get_sensor"),
+    "TrapanError": ("trapan_cloud.errors", "TrapanError"),
+    "InputError": ("trapan_cloud.errors", "InputError"),
+    "ResumeMismatchError": ("trapan_cloud.errors", "ResumeMismatchError"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'trapan_cloud' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
