@@ -1,0 +1,75 @@
+"""Input checks shared by every room: band-first shapes, the PAN/MS ratio, and DN values.
+
+They run before any expensive work and raise `InputError` naming the argument, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+
+def as_array(x: Any, name: str) -> np.ndarray:
+    """numpy view of a numpy array or xarray DataArray, as float64, checked for NaN and negative DN."""
+    values = getattr(x, "values", x)
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: expected a numeric array of digital numbers, got {type(x).__name__}") from exc
+    if arr.size == 0:
+        raise InputError(f"{name}: the array is empty (shape {arr.shape})")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise InputError(f"{name}: {bad} NaN/inf values where digital numbers are expected; "
+                         "mark missing pixels with a nodata value (e.g. 0) instead")
+    if arr.min() < 0:
+        raise InputError(f"{name}: negative values (min {arr.min():g}) where digital numbers (>= 0) are expected")
+    return arr
+
+
+def as_pan(pan: Any, name: str = "pan") -> np.ndarray:
+    """PAN as (H, W) float64; a leading band axis of length 1 is accepted."""
+    arr = as_array(pan, name)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a single band of shape (H, W) or (1, H, W), found shape {arr.shape}")
+    return arr
+
+
+def as_ms(ms: Any, name: str = "ms") -> np.ndarray:
+    """MS as band-first (B, h, w) float64."""
+    arr = as_array(ms, name)
+    if arr.ndim != 3:
+        raise InputError(f"{name}: expected band-first (bands, y, x), found shape {arr.shape}")
+    return arr
+
+
+def check_ratio(pan_shape: tuple[int, int], ms_shape: tuple[int, int], ratio: int | None,
+                names: tuple[str, str] = ("pan", "ms")) -> int:
+    """The PAN/MS ratio implied by the shapes, checked against ``ratio`` when one is given.
+
+    >>> check_ratio((512, 512), (128, 128), None)
+    4
+    """
+    (H, W), (h, w) = pan_shape, ms_shape
+    if h == 0 or w == 0 or H % h or W % w or H // h != W // w:
+        raise InputError(f"{names[0]}/{names[1]}: PAN shape {pan_shape} is not an integer multiple, equal on both axes, "
+                         f"of the MS shape {ms_shape}")
+    shape_ratio = H // h
+    if ratio is not None and int(ratio) != shape_ratio:
+        raise InputError(f"ratio: {ratio} was given but the shapes imply {shape_ratio} "
+                         f"({names[0]} {pan_shape}, {names[1]} {ms_shape})")
+    if shape_ratio < 2:
+        raise InputError(f"ratio: PAN must be finer than MS (ratio >= 2), the shapes imply {shape_ratio}")
+    return shape_ratio
+
+
+def check_pair(pan: Any, ms: Any, ratio: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated (pan (H, W), ms (B, h, w), ratio) for a PAN/MS pair."""
+    p, m = as_pan(pan), as_ms(ms)
+    r = check_ratio(p.shape, m.shape[1:], ratio)
+    return p, m, r
