@@ -24,6 +24,7 @@ from affine import Affine
 
 from .errors import InputError
 
+_COMMON = {"nir1": "nir", "nir08": "nir"}  # STAC eo common names of our band names
 SN6_ATTRIBUTION = "SpaceNet 6, SpaceNet LLC / Maxar, CC BY-SA 4.0"
 L8_ATTRIBUTION = "Landsat 8 data courtesy of the U.S. Geological Survey (public domain); crop from compgeolab/xlandsat, CC0"
 
@@ -63,8 +64,8 @@ class Sample:
             name=name,
             pan=self.pan[pr : pr + n, pc : pc + n],
             ms=self.ms[:, row_ms : row_ms + size_ms, col_ms : col_ms + size_ms],
-            pan_transform=self.pan_transform * Affine.translation(pc, pr),
-            ms_transform=self.ms_transform * Affine.translation(col_ms, row_ms),
+            pan_transform=self.pan_transform @ Affine.translation(pc, pr),
+            ms_transform=self.ms_transform @ Affine.translation(col_ms, row_ms),
         )
 
 
@@ -104,3 +105,88 @@ def bench_crops() -> list[Sample]:
         # PAN row 2i+1 / column 2j carry MS (i, j); the toolbox wants 2u+1 on both axes: shift PAN one column left.
         load_sample("l8-momotombo").crop("L8-momotombo", 39, 106, 256, pan_offset=(0, -1)),
     ]
+
+
+def write_cog(path: str, array: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0,
+              band_names: tuple[str, ...] | None = None) -> str:
+    """Write a band-first (or 2-D) array as a Cloud-Optimized GeoTIFF (deflate, 256-px blocks) and return the path."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    data = array[None] if array.ndim == 2 else array
+    profile = dict(driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
+                   dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
+    cog = cog_profiles.get("deflate")
+    cog.update(blockxsize=256, blockysize=256)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data)
+            for i, name in enumerate(band_names or (), start=1):
+                dst.set_band_description(i, name)
+        with mem.open() as src:
+            cog_translate(src, path, cog, in_memory=True, quiet=True)
+    with rasterio.open(path) as check:  # fail here, not later in a worker, if the file is unreadable
+        assert check.count == data.shape[0]
+    return path
+
+
+def write_sample_item(sample: Sample, out_dir: str) -> str:
+    """Write ``sample`` as two COGs (PAN, multi-band MS) plus a STAC item JSON next to them; return the item path.
+
+    The item follows the Maxar layout (``pan_analytic`` + ``ms_analytic`` with ``eo:bands``, ``raster:bands`` and
+    projection fields), with relative asset hrefs, so the demo exercises the same loader as real catalogs.
+    """
+    import os
+
+    from pyproj import CRS, Transformer
+
+    os.makedirs(out_dir, exist_ok=True)
+    stem = sample.name.lower()
+    pan_path = write_cog(os.path.join(out_dir, f"{stem}-pan.tif"), sample.pan, sample.pan_transform, sample.crs,
+                         sample.nodata, ("pan",))
+    ms_path = write_cog(os.path.join(out_dir, f"{stem}-ms.tif"), sample.ms, sample.ms_transform, sample.crs,
+                        sample.nodata, sample.band_names)
+    H, W = sample.pan.shape
+    t = sample.pan_transform
+    x0, y0, x1, y1 = t.c, t.f + t.e * H, t.c + t.a * W, t.f
+    to_ll = Transformer.from_crs(CRS.from_user_input(sample.crs), "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_ll.transform(x0, y0)
+    lon1, lat1 = to_ll.transform(x1, y1)
+    epsg = CRS.from_user_input(sample.crs).to_epsg()
+    platform = {"WV2": "worldview-2", "Landsat8": "landsat-8"}.get(sample.sensor, sample.sensor.lower())
+
+    def grid(arr: np.ndarray, tr: Affine) -> dict:
+        h, w = arr.shape[-2:]
+        return {"proj:shape": [h, w], "proj:transform": list(tr)[:6] + [0.0, 0.0, 1.0],
+                "proj:bbox": [tr.c, tr.f + tr.e * h, tr.c + tr.a * w, tr.f]}
+
+    raster = lambda n: [{"data_type": "uint16", "nodata": sample.nodata}] * n  # noqa: E731
+    item = {
+        "type": "Feature", "stac_version": "1.0.0", "id": f"trapan-sample-{stem}",
+        "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
+                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
+        "geometry": {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1],
+                                                          [lon0, lat0]]]},
+        "bbox": [min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1)],
+        "properties": {"datetime": "2019-08-31T00:00:00Z", "platform": platform, "proj:epsg": epsg,
+                       "sci:citation": sample.attribution},
+        "links": [],
+        "assets": {
+            "pan_analytic": {"href": f"./{os.path.basename(pan_path)}", "type": "image/tiff; application=geotiff; "
+                             "profile=cloud-optimized", "roles": ["data"],
+                             "eo:bands": [{"name": "pan", "common_name": "pan"}], "raster:bands": raster(1),
+                             **grid(sample.pan, sample.pan_transform)},
+            "ms_analytic": {"href": f"./{os.path.basename(ms_path)}", "type": "image/tiff; application=geotiff; "
+                            "profile=cloud-optimized", "roles": ["data"],
+                            "eo:bands": [{"name": b, "common_name": _COMMON.get(b, b)}
+                                         for b in sample.band_names],
+                            "raster:bands": raster(len(sample.band_names)), **grid(sample.ms, sample.ms_transform)},
+        },
+    }
+    path = os.path.join(out_dir, f"{stem}.json")
+    with open(path, "w") as f:
+        json.dump(item, f, indent=1)
+    return path

@@ -1,0 +1,291 @@
+"""The ``trapan`` command: thin commands that parse flags, call the public API and print.
+
+Results go to stdout, logs and progress to stderr. Heavy rooms (torch, dask) are imported inside the commands, so
+``trapan status`` and ``trapan --help`` start fast. Any `TrapanError` becomes one paragraph on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from functools import wraps
+from typing import Any, Callable
+
+import click
+
+from . import __version__
+from .errors import TrapanError
+
+log = logging.getLogger("trapan_cloud")
+
+PRESETS = ("fast", "default", "paper")
+
+
+def _configure_logging(verbose: int, quiet: int) -> None:
+    level = max(logging.DEBUG, logging.WARNING - 10 * verbose + 10 * quiet)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("trapan_cloud")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the project's own errors into one paragraph and exit status 1 (click keeps 2 for usage errors)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrapanError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper
+
+
+# Shared options: one meaning per flag, everywhere.
+def input_opts(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--stac ITEM`` or ``--pan PAN --ms MS`` (+ ``--sensor``)."""
+    fn = click.option("--sensor", default=None, help="Sensor name (e.g. WV2, WV3, Landsat8); default: from the item.")(fn)
+    fn = click.option("--ms", "ms", default=None, help="Multispectral COG path or URL (multi-band).")(fn)
+    fn = click.option("--pan", "pan", default=None, help="Panchromatic COG path or URL.")(fn)
+    fn = click.option("--stac", "stac", default=None, help="STAC item: path or URL of its JSON.")(fn)
+    return fn
+
+
+scheduler_opt = click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
+                             help="Address of a running Dask scheduler (default: an embedded LocalCluster).")
+preset_opt = click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
+                          help="TRA-PAN configuration preset.")
+config_opt = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                          help="JSON file of TrapanConfig fields overriding the preset (unknown keys are an error).")
+json_opt = click.option("--json", "json_out", default=None, help="Also write the result as JSON to this file ('-' = stdout).")
+
+
+def _scene(stac: str | None, pan: str | None, ms: str | None, sensor: str | None) -> Any:
+    """Open the inputs named by --stac or --pan/--ms, refusing ambiguous or missing combinations."""
+    if stac and (pan or ms):
+        raise click.UsageError("give either --stac or --pan/--ms, not both")
+    if not stac and not (pan and ms):
+        raise click.UsageError("give --stac ITEM, or both --pan PAN and --ms MS")
+    from .scene import open_scene
+
+    return open_scene(stac, sensor=sensor) if stac else open_scene(pan=pan, ms=ms, sensor=sensor)
+
+
+def _config(preset: str, config_file: str | None) -> Any:
+    from .method.config import TrapanConfig
+
+    config = getattr(TrapanConfig, preset)()
+    if config_file:
+        with open(config_file) as f:
+            overrides = json.load(f)
+        config = TrapanConfig.from_dict({**config.to_dict(), **overrides})
+    return config
+
+
+def _emit(payload: dict, json_out: str | None) -> None:
+    if json_out == "-":
+        click.echo(json.dumps(payload, indent=1, default=str))
+    elif json_out:
+        with open(json_out, "w") as f:
+            json.dump(payload, f, indent=1, default=str)
+
+
+def _progress(total: int) -> Callable[[Any], None]:
+    """A tqdm-like progress callback on stderr, driven by completed tiles."""
+    state = {"done": 0}
+
+    def tick(_: Any = None) -> None:
+        state["done"] += 1
+        click.echo(f"\rtiles {state['done']}/{total}", err=True, nl=state["done"] >= total)
+
+    return tick
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trapan")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less log output on stderr (repeatable).")
+def main(verbose: int, quiet: int) -> None:
+    """TRA-PAN one-shot pansharpening of whole scenes, from STAC items or COGs to georeferenced Zarr.
+
+    \b
+    Typical use:
+      trapan run --stac item.json --out fused.zarr          # embedded Dask cluster
+      trapan run --pan pan.tif --ms ms.tif --sensor WV2 --out s3://bucket/fused.zarr --scheduler tcp://host:8786
+      trapan status fused.zarr                               # tiles done / pending / failed, QA
+      trapan resume fused.zarr                               # after a crash: only unfinished tiles are computed
+      trapan evaluate --stac item.json --fused fused.zarr    # full-resolution quality indices
+      trapan demo                                            # the whole job on the bundled real sample
+    """
+    _configure_logging(verbose, quiet)
+
+
+@main.command()
+@input_opts
+@click.option("--out", required=True, help="Output Zarr store: local path or fsspec URL (s3://bucket/key.zarr).")
+@scheduler_opt
+@click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
+@click.option("--overlap", type=int, default=None, help="Halo per side in PAN pixels (default: >= 48, a multiple of the ratio).")
+@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@preset_opt
+@config_opt
+@click.option("--method", default="trapan", show_default=True,
+              help="trapan, or a classical method with a local operator (e.g. exp) for comparison runs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each tile's seed derives from it.")
+@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True)
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@json_opt
+@_friendly
+def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str, scheduler: str | None,
+        tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
+        dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, json_out: str | None) -> None:
+    """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store."""
+    from . import pipeline
+
+    scene = _scene(stac, pan, ms, sensor)
+    config = _config(preset, config_file)
+    if dry_run:
+        plan = pipeline.plan_run(scene, config=config, tile=tile, overlap=overlap, method=method)
+        click.echo(json.dumps(plan, indent=1, default=str))
+        return
+    from .cluster import get_client
+
+    client, owned = get_client(scheduler, gpu=gpu)
+    try:
+        result = pipeline.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
+                              seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
+                              progress=_progress)
+    finally:
+        if owned:
+            client.close()
+    click.echo(result.summary())
+    _emit(result.to_dict(), json_out)
+
+
+@main.command()
+@click.argument("out")
+@scheduler_opt
+@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@json_opt
+@_friendly
+def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
+    """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
+    from . import pipeline
+    from .cluster import get_client
+
+    client, owned = get_client(scheduler, gpu=gpu)
+    try:
+        result = pipeline.resume(out, client=client, progress=_progress)
+    finally:
+        if owned:
+            client.close()
+    click.echo(result.summary())
+    _emit(result.to_dict(), json_out)
+
+
+@main.command()
+@click.argument("out")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@_friendly
+def status(out: str, as_json: bool) -> None:
+    """Tiles done / pending / failed and the per-tile QA summary of a store (never loads torch)."""
+    from .store import store_status
+
+    info = store_status(out)
+    if as_json:
+        click.echo(json.dumps(info, indent=1, default=str))
+        return
+    for key, value in info.items():
+        click.echo(f"{key:>14}: {value}")
+
+
+@main.command()
+@input_opts
+@click.option("--fused", required=True, help="A trapan Zarr store or a GeoTIFF on the PAN grid.")
+@json_opt
+@_friendly
+def evaluate(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, fused: str,
+             json_out: str | None) -> None:
+    """Full-resolution quality indices (HQNR, D_lambda^K, D_s, QNR, D_lambda) of a fused image, toolbox-exact."""
+    from .jobs import evaluate_fused
+
+    scores = evaluate_fused(_scene(stac, pan, ms, sensor), fused)
+    for key, value in scores.items():
+        click.echo(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
+    _emit(scores, json_out)
+
+
+@main.command()
+@click.option("--method", "method", required=True,
+              type=click.Choice(["exp", "bt-h", "mtf-glp-fs", "mtf-glp-hpm", "gsa", "gdal-brovey"]))
+@input_opts
+@click.option("--out", required=True, help="Output GeoTIFF (COG) on the PAN grid.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@_friendly
+def baseline(method: str, stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str,
+             overwrite: bool) -> None:
+    """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG."""
+    from .jobs import write_baseline
+
+    path = write_baseline(_scene(stac, pan, ms, sensor), method, out, overwrite=overwrite)
+    click.echo(path)
+
+
+@main.command()
+@click.option("--catalog", default=None, help="Static STAC catalog/collection JSON or an ItemCollection file.")
+@click.option("--api", default=None, help="STAC API URL to search (with --collections, --bbox, --datetime).")
+@click.option("--collections", default=None, help="Comma-separated collection ids for --api.")
+@click.option("--bbox", default=None, help="minx,miny,maxx,maxy in lon/lat for --api.")
+@click.option("--datetime", "datetime_", default=None, help="RFC 3339 datetime or interval for --api.")
+@click.option("--out-prefix", required=True, help="Folder or fsspec prefix; one store per item: PREFIX/ITEM.zarr.")
+@scheduler_opt
+@preset_opt
+@config_opt
+@click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
+@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@json_opt
+@_friendly
+def batch(catalog: str | None, api: str | None, collections: str | None, bbox: str | None, datetime_: str | None,
+          out_prefix: str, scheduler: str | None, preset: str, config_file: str | None, tile: int, gpu: bool,
+          json_out: str | None) -> None:
+    """Run every item of a catalog or search, one resumable store per item; finished items are skipped."""
+    if bool(catalog) == bool(api):
+        raise click.UsageError("give exactly one of --catalog or --api")
+    from .batch import run_batch
+    from .cluster import get_client
+
+    client, owned = get_client(scheduler, gpu=gpu)
+    try:
+        result = run_batch(catalog, out_prefix, config=_config(preset, config_file), client=client, api=api,
+                           collections=collections.split(",") if collections else None,
+                           bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
+                           tile=tile, gpu=gpu)
+    finally:
+        if owned:
+            client.close()
+    click.echo(result.table())
+    _emit(json.loads(result.to_json()), json_out)
+    if result.failed:
+        raise click.ClickException(f"{len(result.failed)} item(s) failed; see the table above")
+
+
+@main.command()
+@click.option("--out", "out_dir", default="demo-out", show_default=True, help="Folder for inputs, store and report.")
+@preset_opt
+@scheduler_opt
+@_friendly
+def demo(out_dir: str, preset: str, scheduler: str | None) -> None:
+    """The main job on the bundled real WorldView-2 sample: COGs + STAC item → Dask → Zarr → quicklook + report."""
+    from .jobs import run_demo
+
+    summary = run_demo(out_dir, preset=preset, scheduler=scheduler)
+    click.echo(summary)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
