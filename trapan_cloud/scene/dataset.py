@@ -1,0 +1,191 @@
+"""`open_scene`: one PAN/MS scene, from a STAC item or from COG paths, as a lazy xarray Dataset on aligned grids."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+from ..sensors import KNOWN, Sensor, get_sensor
+from .cog import RasterInfo, open_raster, public_href, read_info
+from .grid import Alignment, align_grids, crs_string, pixel_centres
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+BACKENDS = ("odc", "stackstac")
+DEFAULT_CHUNKS_PX = 2048
+"""Default PAN block side: a multiple of the 512-px COG tile and of every sensor ratio."""
+
+
+def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
+               ms: str | os.PathLike | list[str | os.PathLike] | None = None, sensor: str | Sensor | None = None,
+               backend: str = "odc", pan_asset: str | None = None, ms_assets: str | list[str] | None = None,
+               chunks: int | None = None, nodata: float | None = None) -> xr.Dataset:
+    """Open a PAN + MS scene lazily, with both grids cropped to a common footprint on the toolbox phase.
+
+    Parameters
+    ----------
+    item
+        A STAC Item: path, URL, dict or ``pystac.Item``. Exclusive with ``pan``/``ms``.
+    pan, ms
+        PAN COG and MS COG (multi-band) or list of single-band MS COGs, as paths or GDAL-readable URLs
+        (``https://``, ``s3://``, ...). ``sensor`` is then required.
+    sensor
+        Sensor name (`trapan_cloud.sensors.KNOWN`); for an item it overrides the platform/constellation.
+    backend
+        ``"odc"`` (odc-stac, default) or ``"stackstac"`` (single-band assets only); used for items only.
+    pan_asset, ms_assets
+        Asset keys when the automatic choice is wrong or ambiguous. MS band names follow the sensor's table for that
+        band count, so list per-band keys in the sensor's order.
+    chunks
+        PAN dask block side in pixels (default 2048, rounded down to a multiple of the ratio); MS blocks are
+        ``chunks / ratio``, so PAN block (i, j) and MS block (i, j) cover the same ground.
+    nodata
+        Nodata DN for PAN and MS; by default the files'/metadata's value (which must agree between PAN and MS).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``pan`` (y, x) and ``ms`` (band, y_ms, x_ms), dask-backed, native dtype, pixel-centre coordinates;
+        ``pan.shape == (ratio*h, ratio*w)`` and MS pixel (i, j) covers PAN block [ratio*i:ratio*(i+1), ...], its
+        centre being at PAN index ``ratio*i + ratio//2`` plus ``attrs["subpixel_shift_px"]``. Attrs: ``sensor``,
+        ``ratio``, ``crs``, ``pan_transform``, ``ms_transform``, ``subpixel_shift_px``, ``nodata``, ``band_names``,
+        ``source``.
+
+    Raises
+    ------
+    InputError
+        Before any pixel is read, when an input is missing or unreadable, the CRSs differ, the ratio is not an
+        integer, the extents do not overlap, a grid is rotated, or the band count does not fit the sensor.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 2):
+        raise InputError(f"chunks: expected a PAN block side in pixels (int >= 2), got {chunks!r}")
+    if item is not None:
+        if pan is not None or ms is not None:
+            raise InputError("item/pan/ms: pass either a STAC item or pan= and ms= paths, not both")
+        return _open_item(item, sensor, backend, pan_asset, ms_assets, chunks, nodata)
+    if pan is None or ms is None:
+        raise InputError("pan/ms: pass a STAC item, or both pan= and ms= (COG paths or URLs)")
+    if sensor is None:
+        raise InputError(f"sensor: required with pan=/ms= paths (one of {', '.join(KNOWN)}, or 'generic')")
+    return _open_files(pan, ms, get_sensor(sensor), chunks, nodata)
+
+
+def _open_item(item: Any, sensor: str | Sensor | None, backend: str, pan_asset: str | None,
+               ms_assets: str | list[str] | None, chunks: int | None, nodata: float | None) -> xr.Dataset:
+    from . import stac
+
+    plan = stac.plan_item(item, sensor, pan_asset, ms_assets)
+    names = (f"asset {plan.pan_key!r}", f"asset {plan.ms_keys[0]!r}")
+    nbands = _check_ms(plan.ms, plan.ms_keys)
+    plan.sensor.check_bands(nbands, argument=f"item {plan.item.get('id')!r} MS assets {', '.join(plan.ms_keys)}")
+    align = align_grids(plan.pan.grid, plan.ms[0].grid, names)
+    value = _resolve_nodata(nodata, plan.pan, plan.ms)
+    chunk = _chunk(chunks, align.ratio)
+    load = stac.load_odc if backend == "odc" else stac.load_stackstac
+    pan_arr, ms_arr = load(plan, align, chunk)
+    source = {
+        "backend": backend,
+        "item": plan.item.get("id"),
+        "item_href": None if plan.item_href is None else public_href(plan.item_href),
+        "pan_asset": plan.pan_key,
+        "ms_assets": list(plan.ms_keys),
+        "pan": public_href(plan.pan.href),
+        "ms": [public_href(i.href) for i in plan.ms],
+    }
+    return _dataset(pan_arr, ms_arr, plan.sensor, align, plan.pan.grid.crs, value, chunk, source)
+
+
+def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: float | None) -> xr.Dataset:
+    pan_href = os.fspath(pan)
+    ms_hrefs = [os.fspath(m) for m in ms] if isinstance(ms, (list, tuple)) else [os.fspath(ms)]
+    if not ms_hrefs:
+        raise InputError("ms: expected a multi-band COG or a list of single-band COGs, got an empty list")
+    pan_info = read_info(pan_href, "pan")
+    if pan_info.count != 1:
+        raise InputError(f"pan: {public_href(pan_href)!r} has {pan_info.count} bands; expected a single PAN band")
+    ms_info = tuple(read_info(h, f"ms[{i}]" if len(ms_hrefs) > 1 else "ms") for i, h in enumerate(ms_hrefs))
+    nbands = _check_ms(ms_info, tuple(public_href(h) for h in ms_hrefs))
+    sensor.check_bands(nbands)
+    align = align_grids(pan_info.grid, ms_info[0].grid, (public_href(pan_href), public_href(ms_hrefs[0])))
+    value = _resolve_nodata(nodata, pan_info, ms_info)
+    chunk = _chunk(chunks, align.ratio)
+    r = align.ratio
+    (py, px), (my, mx), (h, w) = align.pan_offset, align.ms_offset, align.ms_shape
+    pan_da = open_raster(pan_href, (chunk, chunk), "pan")
+    pan_arr = pan_da.data[0, py : py + r * h, px : px + r * w]
+    import dask.array as da
+
+    ms_arr = da.concatenate([open_raster(hh, (chunk // r, chunk // r), "ms").data for hh in ms_hrefs], axis=0)
+    ms_arr = ms_arr[:, my : my + h, mx : mx + w]
+    source = {"backend": "rioxarray", "item": None, "item_href": None, "pan_asset": None, "ms_assets": None,
+              "pan": public_href(pan_href), "ms": [public_href(hh) for hh in ms_hrefs]}
+    return _dataset(pan_arr, ms_arr, sensor, align, pan_info.grid.crs, value, chunk, source)
+
+
+def _check_ms(infos: tuple[RasterInfo, ...], names: tuple[str, ...]) -> int:
+    """Total MS band count; several MS rasters must each be single-band and share one grid and dtype."""
+    if len(infos) == 1:
+        return infos[0].count
+    for info, name in zip(infos, names):
+        if info.count != 1:
+            raise InputError(f"ms: {name} has {info.count} bands; a list of MS rasters must hold one band each")
+        g0, g = infos[0].grid, info.grid
+        if g.shape != g0.shape or g.crs != g0.crs or not g.transform.almost_equals(g0.transform, precision=1e-9):
+            raise InputError(f"ms: {name} is on grid {g.shape} {tuple(g.transform)[:6]} but {names[0]} is on "
+                             f"{g0.shape} {tuple(g0.transform)[:6]}; all MS bands must share one grid")
+        if info.dtype != infos[0].dtype:
+            raise InputError(f"ms: {name} is {info.dtype} but {names[0]} is {infos[0].dtype}; "
+                             "all MS bands must share one dtype")
+    return len(infos)
+
+
+def _resolve_nodata(nodata: float | None, pan: RasterInfo, ms: tuple[RasterInfo, ...]) -> float | None:
+    """The one nodata value for PAN and MS: the argument, else the value the rasters declare (they must agree)."""
+    if nodata is not None:
+        return nodata
+    values = {i.nodata for i in (pan, *ms)} - {None}
+    if len(values) > 1:
+        raise InputError(f"nodata: PAN and MS declare different nodata values ({sorted(values)}); "
+                         "pass the one to use with nodata=")
+    value = values.pop() if values else None
+    return int(value) if value is not None and float(value).is_integer() else value
+
+
+def _chunk(chunks: int | None, ratio: int) -> int:
+    """PAN block side: the request (or the default) rounded down to a multiple of the ratio."""
+    side = DEFAULT_CHUNKS_PX if chunks is None else chunks
+    return max(ratio, side - side % ratio)
+
+
+def _dataset(pan: Any, ms: Any, sensor: Sensor, align: Alignment, crs: Any, nodata: float | None, chunk: int,
+             source: dict[str, Any]) -> xr.Dataset:
+    """Assemble the contract Dataset; blocks are re-aligned so PAN block (i, j) and MS block (i, j) match."""
+    import xarray as xr
+
+    r = align.ratio
+    pan = pan.rechunk((chunk, chunk))
+    ms = ms.rechunk((1, chunk // r, chunk // r))
+    bands = list(sensor.bands_for(ms.shape[0]))
+    y, x = pixel_centres(align.pan_transform, align.pan_shape)
+    y_ms, x_ms = pixel_centres(align.ms_transform, align.ms_shape)
+    return xr.Dataset(
+        {
+            "pan": xr.DataArray(pan, dims=("y", "x"), coords={"y": y, "x": x}),
+            "ms": xr.DataArray(ms, dims=("band", "y_ms", "x_ms"), coords={"band": bands, "y_ms": y_ms, "x_ms": x_ms}),
+        },
+        attrs={
+            "sensor": sensor.name,
+            "ratio": r,
+            "crs": crs_string(crs),
+            "pan_transform": list(align.pan_transform)[:6],
+            "ms_transform": list(align.ms_transform)[:6],
+            "subpixel_shift_px": list(align.shift_px),
+            "nodata": nodata,
+            "band_names": bands,
+            "source": source,
+        },
+    )

@@ -1,0 +1,462 @@
+"""STAC items: read the item, pick the PAN and MS assets, take their grids from metadata (or the files), load lazily.
+
+Real catalogs disagree on almost everything a PAN/MS loader needs (see ``shared/data/stac/README.md``): PAN is found
+by ``eo:bands`` common name or by key; MS is one asset per band or one multi-band asset; grids are per asset, per item
+with a PAN override, or absent; the CRS is ``proj:epsg`` or ``proj:code``; transforms have 6 or 9 elements; hrefs are
+relative. This module reduces each item to a minimal, explicit one (absolute hrefs, ``proj:epsg``/``proj:wkt2``,
+6-element transforms, ``raster:bands`` with the band count and dtype) holding only the assets that are read, and hands
+that to odc-stac or stackstac with the exact native grid, so that neither library guesses. Assets that are not needed
+(thumbnails, QA bands, other bands) are never opened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+from affine import Affine
+
+from ..errors import InputError
+from ..sensors import KNOWN, Sensor, get_sensor, sensor_from_platform
+from .cog import RasterInfo, public_href, read_info
+from .grid import Alignment, Grid
+
+PAN_KEYS = frozenset({"pan", "pan_analytic", "panchromatic", "b8", "band_p"})
+"""Asset keys / band names that mean PAN when no asset carries ``common_name: pan`` (Maxar, DEA, Landsat)."""
+
+MS_KEYS = frozenset({"ms_analytic", "mss", "ms", "multispectral"})
+"""Asset keys of multi-band MS assets that carry no band metadata."""
+
+_SKIP_ROLES = frozenset({"thumbnail", "overview", "visual", "metadata", "data-mask", "cloud", "cloud-shadow",
+                         "snow-ice", "water-mask", "saturation"})
+_NON_RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".xml", ".txt", ".json", ".html", ".gpkg", ".rpb", ".yaml")
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "nir": ("nir", "nir08", "nir1"),
+    "nir08": ("nir08", "nir", "nir1"),
+    "nir1": ("nir1", "nir08", "nir"),
+    "nir2": ("nir2", "nir09"),
+    "coastal": ("coastal", "coastal_aerosol"),
+    "swir16": ("swir16", "swir_1", "swir1"),
+    "swir22": ("swir22", "swir_2", "swir2"),
+}
+"""Sensor band name -> STAC common names / key suffixes that denote it (Maxar says nir08 where WV2 says nir1)."""
+
+_VNIR_ORDER = ("coastal", "blue", "green", "yellow", "red", "rededge", "nir")
+"""Default MS bands, in wavelength order, for a sensor without a band table (``generic``)."""
+
+PROJ_EXT = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
+RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+
+
+@dataclass(frozen=True)
+class ItemPlan:
+    """What `plan_item` decided: the sensor, and the PAN and MS assets with their header information."""
+
+    item: dict[str, Any]
+    """The item as a plain dict (not modified)."""
+    item_href: str | None
+    """Where the item was read from (None for a dict or an in-memory pystac.Item without a self link)."""
+    sensor: Sensor
+    pan_key: str
+    pan: RasterInfo
+    ms_keys: tuple[str, ...]
+    """One key for a multi-band MS asset, else one per band in the sensor's order."""
+    ms: tuple[RasterInfo, ...]
+
+
+# ---------------------------------------------------------------------------------------------------- reading items
+
+
+def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
+    """The item as a dict plus the href relative asset hrefs resolve against (its own location, else its self link)."""
+    if isinstance(item, dict):
+        return item, _self_href(item)
+    if hasattr(item, "to_dict") and hasattr(item, "assets"):  # pystac.Item, without importing pystac
+        d = item.to_dict(include_self_link=True, transform_hrefs=False)
+        return d, item.get_self_href() or _self_href(d)
+    if isinstance(item, (str, os.PathLike)):
+        href = os.fspath(item)
+        try:
+            if _is_url(href):
+                import fsspec
+
+                with fsspec.open(href, "rt") as f:
+                    text = f.read()
+            else:
+                with open(href, encoding="utf-8") as f:
+                    text = f.read()
+        except (OSError, ImportError, ValueError) as exc:
+            raise InputError(f"item: cannot read the STAC item {public_href(href)!r} ({exc})") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"item: {public_href(href)!r} is not JSON ({exc})") from None
+        if not isinstance(d, dict) or "assets" not in d:
+            raise InputError(f"item: {public_href(href)!r} is not a STAC item (no 'assets'); "
+                             "pass one Item (for a catalog or collection use run_batch)")
+        return d, href
+    raise InputError(f"item: expected a path, URL, dict or pystac.Item, got {type(item).__name__}")
+
+
+def _is_url(href: str) -> bool:
+    return len(urlsplit(href).scheme) > 1
+
+
+def _self_href(d: dict[str, Any]) -> str | None:
+    for link in d.get("links") or []:
+        if link.get("rel") == "self" and link.get("href"):
+            return link["href"]
+    return None
+
+
+def asset_href(d: dict[str, Any], key: str, base: str | None) -> str:
+    """Absolute href of asset ``key``; relative hrefs resolve against ``base`` (the item's location).
+
+    >>> asset_href({"assets": {"pan": {"href": "./p.tif"}}}, "pan", "/data/item.json")
+    '/data/p.tif'
+    >>> asset_href({"assets": {"pan": {"href": "p.tif"}}}, "pan", "https://h.org/a/item.json")
+    'https://h.org/a/p.tif'
+    """
+    href = d["assets"][key].get("href")
+    if not href:
+        raise InputError(f"item {d.get('id')!r}: asset {key!r} has no href")
+    if _is_url(href) or os.path.isabs(href):
+        return href
+    if base is None:
+        raise InputError(f"item {d.get('id')!r}: asset {key!r} has the relative href {href!r} and the item has no "
+                         "location to resolve it against; pass the item's path/URL instead of a dict, or make the "
+                         "hrefs absolute")
+    if _is_url(base):
+        return urljoin(base, href)
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base)), href))
+
+
+# ---------------------------------------------------------------------------------------------------- sensor, assets
+
+
+def resolve_sensor(d: dict[str, Any], sensor: str | Sensor | None) -> Sensor:
+    """The ``sensor`` argument when given, else the one named by the item's ``platform``/``constellation``."""
+    if sensor is not None:
+        return get_sensor(sensor)
+    props = d.get("properties") or {}
+    for field in ("platform", "constellation"):
+        found = sensor_from_platform(props.get(field))
+        if found is not None:
+            return found
+    raise InputError(f"item {d.get('id')!r}: platform {props.get('platform')!r} / constellation "
+                     f"{props.get('constellation')!r} is not a known sensor; pass sensor= "
+                     f"(one of {', '.join(KNOWN)})")
+
+
+def _band_meta(asset: dict[str, Any]) -> list[dict[str, Any]]:
+    """eo:bands (STAC 1.0) or bands (STAC 1.1) of an asset."""
+    return list(asset.get("eo:bands") or asset.get("bands") or [])
+
+
+def _common_names(asset: dict[str, Any]) -> list[str]:
+    return [str(b.get("common_name") or b.get("eo:common_name") or "").lower() for b in _band_meta(asset)]
+
+
+def _meta_count(asset: dict[str, Any]) -> int:
+    """Band count the metadata claims (0 when it says nothing)."""
+    return len(asset.get("raster:bands") or []) or len(_band_meta(asset))
+
+
+def _tokens(key: str, asset: dict[str, Any]) -> set[str]:
+    """Lower-case names an asset answers to: its key, the key without a product prefix (nbart_), its band names."""
+    k = key.lower()
+    names = {k, k.split("_", 1)[-1], k.split(":", 1)[-1]}
+    names.update(str(b.get("name", "")).lower() for b in _band_meta(asset))
+    return names - {""}
+
+
+def _is_raster(key: str, asset: dict[str, Any]) -> bool:
+    """Whether an asset can be an image band: not a thumbnail, mask, metadata or non-image file."""
+    roles = {str(r).lower() for r in asset.get("roles") or []}
+    if roles & _SKIP_ROLES and "data" not in roles:
+        return False
+    mtype = str(asset.get("type") or "").lower()
+    if mtype and not (mtype.startswith("image/tiff") or "geotiff" in mtype or mtype.startswith("image/jp2")):
+        return False
+    return not urlsplit(str(asset.get("href", ""))).path.lower().endswith(_NON_RASTER_SUFFIXES)
+
+
+def _missing(d: dict[str, Any], key: str, what: str) -> InputError:
+    return InputError(f"item {d.get('id')!r}: no asset {key!r} for {what}; the item has assets "
+                      f"{', '.join(sorted(d['assets']))}")
+
+
+def pick_pan(d: dict[str, Any], pan_asset: str | None) -> str:
+    """Key of the PAN asset: ``pan_asset`` when given, else ``common_name: pan``, else a PAN-like key or band name."""
+    assets = d.get("assets") or {}
+    if pan_asset is not None:
+        if pan_asset not in assets:
+            raise _missing(d, pan_asset, "pan_asset")
+        return pan_asset
+    rasters = {k: a for k, a in assets.items() if _is_raster(k, a)}
+    found = [k for k, a in rasters.items() if _common_names(a) == ["pan"]]
+    if not found:
+        found = [k for k, a in rasters.items() if not any(_common_names(a)) and _tokens(k, a) & PAN_KEYS]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise InputError(f"item {d.get('id')!r}: several assets look like PAN ({', '.join(found)}); "
+                         "choose one with pan_asset=")
+    raise InputError(f"item {d.get('id')!r}: no PAN asset found (no eo:bands common_name 'pan', no key like "
+                     f"{', '.join(sorted(PAN_KEYS))}); the item has assets {', '.join(sorted(assets))}; "
+                     "name it with pan_asset=")
+
+
+def _match_band(d: dict[str, Any], band: str, candidates: dict[str, dict[str, Any]]) -> str | None:
+    """Key of the single-band asset that is ``band``: by common name first, else by key/band name."""
+    aliases = _ALIASES.get(band, (band,))
+    by_common = [k for k, a in candidates.items() if _common_names(a)[:1] and _common_names(a)[0] in aliases]
+    by_name = [k for k, a in candidates.items() if not any(_common_names(a)) and _tokens(k, a) & set(aliases)]
+    for found in (by_common, by_name):
+        if len(found) > 1:
+            raise InputError(f"item {d.get('id')!r}: several assets match the {band!r} band ({', '.join(found)}); "
+                             "choose with ms_assets=")
+        if found:
+            return found[0]
+    return None
+
+
+def _band_sets(sensor: Sensor) -> list[tuple[str, ...]]:
+    """Band sets to look for, preferred first: the 4-band (B, G, R, NIR) set, then larger sets, then smaller."""
+    if not sensor.band_sets:
+        return [_VNIR_ORDER]
+    return sorted(sensor.band_sets, key=lambda s: (len(s) != 4, -len(s)))
+
+
+def pick_ms(d: dict[str, Any], sensor: Sensor, pan_key: str, ms_assets: str | list[str] | None) -> tuple[str, ...]:
+    """Keys of the MS assets: ``ms_assets`` when given, else one asset per band of the sensor, else one multi-band one.
+
+    Per-band: the first of the sensor's band sets (the B, G, R, NIR set preferred) whose every band is an asset,
+    matched by ``eo:bands`` common name, else by key (``nbart_blue`` is blue). A sensor without a band table
+    (``generic``) takes the visible/NIR bands present, in wavelength order. Multi-band: the one data asset (other
+    than PAN) with several bands, or with a key such as ``ms_analytic``/``MSS``.
+    """
+    assets = d.get("assets") or {}
+    if ms_assets is not None:
+        keys = (ms_assets,) if isinstance(ms_assets, str) else tuple(ms_assets)
+        for k in keys:
+            if k not in assets:
+                raise _missing(d, k, "ms_assets")
+        if not keys:
+            raise InputError("ms_assets: expected at least one asset key, got an empty list")
+        return keys
+    singles = {k: a for k, a in assets.items() if k != pan_key and _is_raster(k, a) and _meta_count(a) <= 1}
+    for bands in _band_sets(sensor):
+        keys = [_match_band(d, b, singles) for b in bands]
+        if not sensor.band_sets:
+            keys = [k for k in keys if k is not None]
+            if len(keys) >= 2:
+                return tuple(keys)
+        elif all(keys):
+            return tuple(keys)  # type: ignore[arg-type]
+    multi = [k for k, a in assets.items() if k != pan_key and _is_raster(k, a)
+             and (_meta_count(a) > 1 or (_meta_count(a) == 0 and k.lower() in MS_KEYS))]
+    if len(multi) == 1:
+        return (multi[0],)
+    if multi:
+        raise InputError(f"item {d.get('id')!r}: several multi-band assets could be the MS ({', '.join(multi)}); "
+                         "choose with ms_assets=")
+    wanted = " or ".join("/".join(s) for s in _band_sets(sensor))
+    raise InputError(f"item {d.get('id')!r}: no MS assets found for {sensor.name} (looked for one asset per band "
+                     f"{wanted}, or one multi-band asset); the item has assets {', '.join(sorted(assets))}; "
+                     "name them with ms_assets=")
+
+
+# ---------------------------------------------------------------------------------------------------- asset metadata
+
+
+def _crs_from(fields: dict[str, Any]) -> tuple[bool, Any]:
+    """(whether the fields say anything about the CRS, the rasterio CRS or None when they say it is null)."""
+    from rasterio.crs import CRS
+
+    for field, make in (("proj:epsg", lambda v: CRS.from_epsg(int(v))), ("proj:code", CRS.from_user_input),
+                        ("proj:wkt2", CRS.from_wkt), ("proj:projjson", lambda v: CRS.from_user_input(json.dumps(v)))):
+        if field in fields and fields[field] is not None:
+            return True, make(fields[field])
+    said = any(f in fields for f in ("proj:epsg", "proj:code", "proj:wkt2", "proj:projjson"))
+    return said, None
+
+
+def _meta_grid(d: dict[str, Any], key: str, asset: dict[str, Any]) -> Grid | None:
+    """The asset's grid from projection metadata (asset first, item as fallback), or None when incomplete.
+
+    The item-level shape/transform is inherited only when the asset's own ``gsd`` does not contradict its pixel size
+    (so an item-level MS grid is never taken for a PAN asset).
+    """
+    props = d.get("properties") or {}
+    said, crs = _crs_from(asset)
+    if not said:
+        said, crs = _crs_from(props)
+    shape, transform = asset.get("proj:shape"), asset.get("proj:transform")
+    if shape is None or transform is None:
+        shape, transform = props.get("proj:shape"), props.get("proj:transform")
+        gsd = asset.get("gsd") or next((b.get("gsd") for b in _band_meta(asset) if b.get("gsd")), None)
+        if transform is not None and gsd and abs(abs(transform[0]) - gsd) > 1e-6 * gsd:
+            shape = transform = None
+    if said and crs is None and transform is None:
+        rpcs = [k for k, a in d["assets"].items() if "rpb" in k.lower() or "rpc" in k.lower()]
+        raise InputError(f"item {d.get('id')!r}: asset {key!r} is not orthorectified (proj:epsg is null and there "
+                         f"is no proj:transform{'; RPC assets ' + ', '.join(rpcs) if rpcs else ''}); "
+                         "orthorectify it first (e.g. gdalwarp -rpc -t_srs EPSG:<utm zone>) and catalog the result")
+    if crs is None or shape is None or transform is None:
+        return None
+    if len(transform) not in (6, 9):
+        raise InputError(f"item {d.get('id')!r}: asset {key!r} has a proj:transform of {len(transform)} elements; "
+                         "expected 6 or 9 (a, b, c, d, e, f[, 0, 0, 1])")
+    return Grid(crs, Affine(*map(float, transform[:6])), (int(shape[0]), int(shape[1])))
+
+
+def asset_info(d: dict[str, Any], key: str, href: str) -> RasterInfo:
+    """Grid, band count, dtype and nodata of one asset, from metadata; the file header fills what metadata lacks.
+
+    When both are read they must agree, else `InputError` (a stale catalog entry would otherwise be resampled).
+    """
+    asset = d["assets"][key]
+    grid = _meta_grid(d, key, asset)
+    rbands = asset.get("raster:bands") or []
+    dtype = rbands[0].get("data_type") if rbands else None
+    if grid is not None and dtype is not None:
+        nodata = rbands[0].get("nodata")
+        return RasterInfo(href, grid, len(rbands), str(dtype), None if nodata is None else float(nodata))
+    info = read_info(href, f"item {d.get('id')!r} asset {key!r}")
+    if grid is not None and (grid.shape != info.grid.shape or grid.crs != info.grid.crs
+                             or not grid.transform.almost_equals(info.grid.transform, precision=1e-6)):
+        raise InputError(f"item {d.get('id')!r}: asset {key!r} metadata says grid {grid.shape} "
+                         f"{tuple(grid.transform)[:6]} but the file {public_href(href)!r} has {info.grid.shape} "
+                         f"{tuple(info.grid.transform)[:6]}; fix the item's proj: fields")
+    if rbands and "nodata" in rbands[0]:
+        nodata = rbands[0]["nodata"]
+        info = replace(info, nodata=None if nodata is None else float(nodata))
+    return info
+
+
+def plan_item(item: Any, sensor: str | Sensor | None, pan_asset: str | None,
+              ms_assets: str | list[str] | None) -> ItemPlan:
+    """Read an item and decide what to load; only the chosen assets' metadata (or headers) are looked at."""
+    d, base = read_item(item)
+    if not isinstance(d.get("assets"), dict):
+        raise InputError(f"item {d.get('id')!r}: no 'assets' mapping; expected a STAC Item")
+    s = resolve_sensor(d, sensor)
+    pan_key = pick_pan(d, pan_asset)
+    ms_keys = pick_ms(d, s, pan_key, ms_assets)
+    pan = asset_info(d, pan_key, asset_href(d, pan_key, base))
+    ms = tuple(asset_info(d, k, asset_href(d, k, base)) for k in ms_keys)
+    href = base if isinstance(item, (str, os.PathLike)) else None
+    return ItemPlan(d, href, s, pan_key, pan, ms_keys, ms)
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def _datetime(d: dict[str, Any]) -> str:
+    """The item's datetime in strict RFC 3339 (Maxar writes a space instead of 'T'); epoch when it has none."""
+    props = d.get("properties") or {}
+    for field in ("datetime", "start_datetime"):
+        value = props.get(field)
+        if value:
+            try:
+                return datetime.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                continue
+    return "1970-01-01T00:00:00+00:00"
+
+
+def minimal_item(plan: ItemPlan) -> dict[str, Any]:
+    """A STAC item with only the assets to read, absolute hrefs and explicit grids, bands, dtypes and nodata."""
+    assets = {}
+    for key, info in zip((plan.pan_key, *plan.ms_keys), (plan.pan, *plan.ms)):
+        epsg = info.grid.crs.to_epsg()
+        crs_field = {"proj:epsg": epsg} if epsg else {"proj:wkt2": info.grid.crs.to_wkt()}
+        band = {"data_type": info.dtype} | ({} if info.nodata is None else {"nodata": info.nodata})
+        assets[key] = {
+            "href": info.href,
+            "type": "image/tiff; application=geotiff",
+            "roles": ["data"],
+            **crs_field,
+            "proj:shape": list(info.grid.shape),
+            "proj:transform": list(info.grid.transform)[:6],
+            "raster:bands": [band] * info.count,
+        }
+    d = plan.item
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "stac_extensions": [PROJ_EXT, RASTER_EXT],
+        "id": str(d.get("id", "item")),
+        "geometry": d.get("geometry"),
+        "bbox": d.get("bbox"),
+        "properties": {"datetime": _datetime(d)},
+        "links": [],
+        "assets": assets,
+    }
+
+
+def _band_names(plan: ItemPlan) -> list[str]:
+    """odc-stac variable names of the MS bands: the asset keys, or ``key.1 … key.B`` for one multi-band asset."""
+    if len(plan.ms_keys) == 1 and plan.ms[0].count > 1:
+        return [f"{plan.ms_keys[0]}.{i + 1}" for i in range(plan.ms[0].count)]
+    return list(plan.ms_keys)
+
+
+def load_odc(plan: ItemPlan, align: Alignment, chunks_px: int) -> tuple[Any, Any]:
+    """Lazy PAN (y, x) and MS (band, y, x) dask arrays, read by odc-stac on explicit GeoBoxes of the cropped grids."""
+    import dask.array as da
+    import odc.stac
+    import pystac
+    from odc.geo.geobox import GeoBox
+
+    item = pystac.Item.from_dict(minimal_item(plan))
+    crs = plan.pan.grid.crs.to_wkt()
+    r = align.ratio
+    pan_box = GeoBox(align.pan_shape, align.pan_transform, crs)
+    ms_box = GeoBox(align.ms_shape, align.ms_transform, crs)
+    pan = odc.stac.load([item], bands=[plan.pan_key], geobox=pan_box, chunks={"y": chunks_px, "x": chunks_px},
+                        resampling="nearest")[plan.pan_key]
+    names = _band_names(plan)
+    ms_ds = odc.stac.load([item], bands=names, geobox=ms_box, resampling="nearest",
+                          chunks={"y": chunks_px // r, "x": chunks_px // r})
+    ms = da.stack([ms_ds[n].data[0] for n in names])
+    return pan.data[0], ms
+
+
+def load_stackstac(plan: ItemPlan, align: Alignment, chunks_px: int) -> tuple[Any, Any]:
+    """Lazy PAN and MS dask arrays read by stackstac on the exact native grids (``snap_bounds=False``).
+
+    stackstac reads single-band assets only and needs an EPSG code; anything else is refused up front.
+    """
+    if len(plan.ms_keys) == 1 and plan.ms[0].count > 1:
+        raise InputError(f"backend: stackstac cannot read the multi-band MS asset {plan.ms_keys[0]!r} "
+                         f"({plan.ms[0].count} bands in one file); use backend=\"odc\"")
+    epsg = plan.pan.grid.crs.to_epsg()
+    if epsg is None:
+        raise InputError(f"backend: stackstac needs an EPSG code and the CRS of {plan.pan_key!r} has none; "
+                         "use backend=\"odc\"")
+    import numpy as np
+    import stackstac
+
+    item = minimal_item(plan)
+    r = align.ratio
+
+    def stack(keys: list[str], transform: Affine, shape: tuple[int, int], dtype: str, nodata: float | None,
+              chunk: int) -> Any:
+        bounds = Grid(plan.pan.grid.crs, transform, shape).bounds
+        arr = stackstac.stack([item], assets=keys, epsg=epsg, resolution=(abs(transform.a), abs(transform.e)),
+                              bounds=bounds, snap_bounds=False, dtype=np.dtype(dtype),
+                              fill_value=np.dtype(dtype).type(0 if nodata is None else nodata), rescale=False,
+                              chunksize=chunk, xy_coords="center", properties=False, band_coords=False)
+        return arr.data[0]
+
+    pan = stack([plan.pan_key], align.pan_transform, align.pan_shape, plan.pan.dtype, plan.pan.nodata, chunks_px)
+    ms = stack(list(plan.ms_keys), align.ms_transform, align.ms_shape, plan.ms[0].dtype, plan.ms[0].nodata,
+               chunks_px // r)
+    return pan[0], ms
