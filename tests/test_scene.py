@@ -316,3 +316,15 @@ def test_bad_arguments(tmp_path, kwargs, pattern):
     pan, ms = _pair(tmp_path, PAN_T, MS_T)
     with pytest.raises(InputError, match=pattern):
         open_scene(**{"pan": pan, "ms": ms, "sensor": "WV2", **kwargs})
+
+
+def test_missing_file_behind_complete_metadata_fails_before_loading(tmp_path):
+    """An item whose proj:/raster: metadata is complete still has each needed file's header read up front."""
+    import os
+
+    from trapan_cloud.samples import load_sample, write_sample_item
+
+    item = write_sample_item(load_sample("sn6-1").crop("gone", 0, 0, 16), str(tmp_path))
+    os.remove(tmp_path / "gone-ms.tif")
+    with pytest.raises(InputError, match=r"asset 'ms_analytic'.*gone-ms\.tif"):
+        open_scene(item)

