@@ -2,7 +2,9 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
+# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build. Off the provisioned machines,
+# install it into the venv yourself first (python3.11 -m venv .venv && .venv/bin/pip install torch==2.13.0
+# --index-url https://download.pytorch.org/whl/cpu): the step below then finds it installed and changes nothing.
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup demo test bench clean

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from trapan_cloud import samples
+
 STAC_DIR = Path(__file__).parent / "data" / "stac"
 
 MAXAR_RAW = "maxar_17_031331303211_10300100DB064000"
@@ -49,24 +51,8 @@ class SceneFiles:
 
 def write_cog(path: str | Path, array: np.ndarray, transform: Affine, crs: str, nodata: float | None = None,
               blocksize: int = 64) -> Path:
-    """Write a (H, W) or (B, H, W) array as a deflate COG with rio-cogeo (small internal tiles for tiny tests)."""
-    import rasterio
-    from rasterio.io import MemoryFile
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
-    arr = array[None] if array.ndim == 2 else array
-    profile = {"driver": "GTiff", "count": arr.shape[0], "height": arr.shape[1], "width": arr.shape[2],
-               "dtype": arr.dtype.name, "crs": rasterio.crs.CRS.from_user_input(crs), "transform": transform,
-               "nodata": nodata}
-    out = cog_profiles.get("deflate")
-    out.update(blockxsize=blocksize, blockysize=blocksize)
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(arr)
-        with mem.open() as src:
-            cog_translate(src, str(path), out, in_memory=True, quiet=True)
-    return Path(path)
+    """The package's COG writer with small internal tiles for tiny tests."""
+    return Path(samples.write_cog(str(path), array, transform, crs, nodata, blocksize=blocksize))
 
 
 def random_dn(shape: tuple[int, ...], seed: int, dtype: str = "uint16", high: int = 2047) -> np.ndarray:
