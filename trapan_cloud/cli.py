@@ -153,16 +153,12 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
         plan = pipeline.plan_run(scene, config=config, tile=tile, overlap=overlap, method=method)
         click.echo(json.dumps(plan, indent=1, default=str))
         return
-    from .cluster import get_client
+    from .cluster import client_for
 
-    client, owned = get_client(scheduler, gpu=gpu)
-    try:
+    with client_for(scheduler, gpu=gpu) as client:
         result = pipeline.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
                               seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
                               progress=_progress)
-    finally:
-        if owned:
-            client.close()
     click.echo(result.summary())
     _emit(result.to_dict(), json_out)
 
@@ -176,14 +172,10 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
 def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
     """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
     from . import pipeline
-    from .cluster import get_client
+    from .cluster import client_for
 
-    client, owned = get_client(scheduler, gpu=gpu)
-    try:
-        result = pipeline.resume(out, client=client, progress=_progress)
-    finally:
-        if owned:
-            client.close()
+    with client_for(scheduler, gpu=gpu) as client:
+        result = pipeline.resume(out, client=client, progress=_progress, gpu=gpu)
     click.echo(result.summary())
     _emit(result.to_dict(), json_out)
 
@@ -257,17 +249,13 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
     if bool(catalog) == bool(api):
         raise click.UsageError("give exactly one of --catalog or --api")
     from .batch import run_batch
-    from .cluster import get_client
+    from .cluster import client_for
 
-    client, owned = get_client(scheduler, gpu=gpu)
-    try:
+    with client_for(scheduler, gpu=gpu) as client:
         result = run_batch(catalog, out_prefix, config=_config(preset, config_file), client=client, api=api,
                            collections=collections.split(",") if collections else None,
                            bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
                            tile=tile, gpu=gpu)
-    finally:
-        if owned:
-            client.close()
     click.echo(result.table())
     _emit(json.loads(result.to_json()), json_out)
     if result.failed:

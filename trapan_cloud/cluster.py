@@ -7,9 +7,11 @@ pipeline routes tile tasks with (``reference/STACK.md`` §4.5).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+from collections.abc import Iterator
 
 from distributed import Client
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -106,6 +108,17 @@ def get_client(address: str | None = None, *, n_workers: int | None = None, thre
              ", GPU=1 each" if gpu else "")
     log_dashboard(client)
     return client, True
+
+
+@contextlib.contextmanager
+def client_for(address: str | None = None, *, gpu: bool = False) -> Iterator[Client]:
+    """`get_client` as a context: the embedded cluster (if one was started) is closed on exit, a remote one is not."""
+    client, owned = get_client(address, gpu=gpu)
+    try:
+        yield client
+    finally:
+        if owned:
+            client.close()
 
 
 def dashboard_link(client: Client) -> str | None:

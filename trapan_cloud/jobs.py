@@ -110,7 +110,7 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     quicklook PNG (upsampled MS vs fused) and report.json / report.html.
     """
     from . import pipeline
-    from .cluster import get_client
+    from .cluster import client_for
     from .method.config import TrapanConfig
     from .physics import interp23tap
     from .report import FR_KEYS, markdown_table, quicklook_png, write_report
@@ -122,14 +122,9 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     item = write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs"))
     scene = open_scene(item)
     store = os.path.join(out_dir, "fused.zarr")
-    client, owned = get_client(scheduler)
-    try:
-        log.info("dashboard: %s", getattr(client, "dashboard_link", "n/a"))
+    with client_for(scheduler) as client:
         result = pipeline.run(scene, store, config=getattr(TrapanConfig, preset)(), client=client, tile=tile,
                               overwrite=True)
-    finally:
-        if owned:
-            client.close()
     pan, ms = scene_arrays(scene)
     sensor, ratio = scene.attrs["sensor"], int(scene.attrs["ratio"])
     fused = np.asarray(open_result(store)["fused"].values, dtype=np.float64)
