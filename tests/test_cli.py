@@ -56,3 +56,28 @@ def test_unknown_sensor_lists_the_known_ones(tmp_path):
     result = CliRunner().invoke(main, ["baseline", "--method", "exp", "--pan", str(pan), "--ms", str(pan),
                                        "--sensor", "SPOT6", "--out", str(tmp_path / "o.tif")])
     assert result.exit_code == 1 and "WV3" in result.output
+
+
+def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
+    """`trapan run` (classical local method, small tiles) → `status --json` → `resume` computes nothing more."""
+    out = str(tmp_path / "run.zarr")
+    runner = CliRunner()
+    dry = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    plan = json.loads(dry.output)
+    assert plan["tiles"]["total"] == 4 and plan["halo_px"] % 4 == 0
+    assert not (tmp_path / "run.zarr").exists()  # a dry run writes nothing
+    result = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp",
+                                  "--json", str(tmp_path / "run.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run.json").read_text())["tiles_computed"] == 4
+    status = runner.invoke(main, ["status", out, "--json"])
+    assert status.exit_code == 0, status.output
+    info = json.loads(status.output)
+    assert info["status"] == "complete" and info["tiles_done"] == 4 and info["tiles_pending"] == 0
+    again = runner.invoke(main, ["resume", out, "--json", "-"])
+    assert again.exit_code == 0, again.output
+    assert '"tiles_computed": 0' in again.output
+    # the same output again without --overwrite is refused before any work
+    refused = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp"])
+    assert refused.exit_code == 1 and "overwrite" in refused.output

@@ -93,15 +93,16 @@ def _emit(payload: dict, json_out: str | None) -> None:
             json.dump(payload, f, indent=1, default=str)
 
 
-def _progress(total: int) -> Callable[[Any], None]:
-    """A tqdm-like progress callback on stderr, driven by completed tiles."""
-    state = {"done": 0}
+class _TileProgress:
+    """A tqdm-like counter on stderr, advanced by the pipeline once per finished tile (it sets ``total``)."""
 
-    def tick(_: Any = None) -> None:
-        state["done"] += 1
-        click.echo(f"\rtiles {state['done']}/{total}", err=True, nl=state["done"] >= total)
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.n = 0
 
-    return tick
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        click.echo(f"\rtiles {self.n}/{self.total}", err=True, nl=self.n >= (self.total or 0))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,7 +159,7 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
     with client_for(scheduler, gpu=gpu) as client:
         result = pipeline.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
                               seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
-                              progress=_progress)
+                              progress=_TileProgress())
     click.echo(result.summary())
     _emit(result.to_dict(), json_out)
 
@@ -175,7 +176,7 @@ def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> 
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
-        result = pipeline.resume(out, client=client, progress=_progress, gpu=gpu)
+        result = pipeline.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
     click.echo(result.summary())
     _emit(result.to_dict(), json_out)
 
