@@ -197,6 +197,9 @@ def test_trapan_bit_identical_on_1_and_2_workers(client, sample, tmp_path):
         np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=name)
     assert np.isfinite(a["hqnr"][...]).all() and (a["steps"][...] == cfg.rao_steps).all()
     assert open_store(str(tmp_path / "one.zarr")).manifest["prior_hash"] == r1.prior_hash
+    assert open_store(str(tmp_path / "one.zarr")).load_prior() is not None  # kept for resume
+    ds = open_result(str(tmp_path / "one.zarr"))  # a store with a prior opens as a plain georeferenced dataset
+    assert set(ds.data_vars) >= {"fused", "hqnr"} and "prior" not in ds and ds.rio.crs.to_epsg() == 32631
 
 
 def test_scene_smaller_than_one_tile(client, sample, tmp_path):

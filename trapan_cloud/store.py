@@ -313,8 +313,11 @@ class RunStore:
     def save_prior(self, prior_bytes: bytes, prior_hash: str) -> None:
         """Keep the run's Stage-1 prior (safetensors bytes) in the store, so a resume never refits it."""
         arr = np.frombuffer(prior_bytes, dtype=np.uint8)
+        v3 = self.group.metadata.zarr_format == 3  # name the axis the way xarray reads each format
         z = self.group.create_array("prior", shape=arr.shape, dtype=np.uint8, chunks=(max(arr.size, 1),),
-                                    overwrite=True, attributes={"sha256": prior_hash})
+                                    overwrite=True, dimension_names=("prior_byte",) if v3 else None,
+                                    attributes={"sha256": prior_hash, **({} if v3 else
+                                                                         {"_ARRAY_DIMENSIONS": ["prior_byte"]})})
         z[...] = arr
 
     def load_prior(self) -> bytes | None:
@@ -462,7 +465,7 @@ def open_result(url: str, storage_options: dict | None = None) -> Any:
         done = store.done()
         raise InputError(f"{redact(url)}: the run is {store.status!r} ({int(done.sum())} of {done.size} tiles done), "
                          "not 'complete'; resume it (trapan resume) to finish it")
-    ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, drop_variables=["tiles"],
+    ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, drop_variables=["tiles", "prior"],
                       storage_options=storage_options or None)
     ds = ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
     nodata = store._info["nodata"]
