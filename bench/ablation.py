@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "ZS-Pan losses only (λ_dl=λ_ds=0)": {"lambda_dl": 0.0, "lambda_ds": 0.0},
     "λ_ds=2": {"lambda_ds": 2.0},
     "crops 2×128²": {"crop_px": 128, "batch": 2},
+    "lr 3e-4 (default before the Landsat check)": {"lr": 3e-4},
     "adaptive stopping off": {"patience": 0},
     "select last, no clip": {"selection": "last", "clip": False},
 }

@@ -31,6 +31,23 @@ Presets
     * selection on on-the-fly HQNR with output clipping (0.8647 vs 0.8607 for last iterate, unclipped); evaluations
       every 10 steps and a stop after 3 evaluations without improvement: on the default's run it never triggered
       (HQNR still rising at step 60), on runs that never beat the base it halved the steps.
+    * Stage-2 learning rate 1e-4 (was 3e-4; ``bench/quality.py``, and the on-the-fly HQNR of each evaluation in
+      ``refine_tile``'s trace): at 3e-4 the first FR steps on L8-momotombo (ratio 2, 16-bit) knock HQNR from the
+      EXP base's 0.954 down to 0.82-0.88 at step 10-20, the patience stops the run before it recovers and the base is
+      returned unchanged (a tie with EXP, 0.9539); at 1e-4 the dip is 0.926 at step 10 and step 20 is selected:
+      HQNR 0.9641, strictly above EXP. On the WorldView-2 crops 1e-4 costs a little, within the one-crop noise
+      (SN6-t1/t2/t3 0.9498 / 0.8559 / 0.9539 vs 0.9506 / 0.8647 / 0.9561 at 3e-4), still well above MTF-GLP-FS
+      (0.9190 / 0.8435 / 0.9378).
+
+    Not solved by this default: reduced-resolution Q2n (``bench/RESULTS.md`` "quality": TRA-PAN below the best
+    classical Q2n on every crop, e.g. SN6-t1 0.8397 vs BT-H 0.8758, L8 0.9378 vs MTF-GLP-FS 0.9420). Per-checkpoint
+    diagnosis (true Q2n of each evaluated checkpoint, one seed, a script outside the repo): on the Wald-degraded SN6-t1
+    pair the base is BT-H (Q2n 0.8758, the best classical) and every Stage-2 checkpoint with the
+    index-shaped terms on has a lower Q2n (0.840-0.868) while its HQNR rises: those terms improve the no-reference
+    index, not the fidelity. With ``lambda_dl = lambda_ds = 0`` the checkpoints do raise Q2n (0.876-0.879) but then
+    HQNR selection keeps the warm-up network (Q2n 0.868), and on SN6-t2 at full resolution that variant never beats
+    MTF-GLP-FS. The network's own RR-of-RR Q2n (the Wald-degraded pair of the pair) is no usable fidelity guard: the
+    network trains on that pair, so it reads 0.88-0.91 where the true Q2n is 0.84-0.87, above BT-H's honest 0.886.
 """
 
 from __future__ import annotations
@@ -150,7 +167,7 @@ class TrapanConfig:
         """The settings ``bench/ablation.py`` chose (see the module docstring)."""
         return cls(
             last_init_scale=0.0, dam_steps=1000, dam_lr=5e-3, warmup_steps=20, warmup_lr=5e-4, rao_steps=60,
-            rao_p=0.3, schedule="sum", lr=3e-4, lambda_dl=1.0, lambda_ds=1.0, crop_px=256, batch=1, warmup_crop_px=32,
+            rao_p=0.3, schedule="sum", lr=1e-4, lambda_dl=1.0, lambda_ds=1.0, crop_px=256, batch=1, warmup_crop_px=32,
             base="auto", clip=True, selection="hqnr", eval_every=10, patience=3, min_rel_improvement=5e-4,
         )
 
