@@ -81,3 +81,27 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     # the same output again without --overwrite is refused before any work
     refused = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp"])
     assert refused.exit_code == 1 and "overwrite" in refused.output
+
+
+def test_batch_over_a_local_catalog_then_nothing_to_do(tmp_path):
+    """`trapan batch` on a catalog of the three bundled SpaceNet tiles (tiny crops, fast preset): every item gets a
+    complete store; the second invocation skips every item and computes no tile."""
+    import importlib.util
+    import pathlib
+
+    spec = importlib.util.spec_from_file_location(
+        "stac_batch_example", pathlib.Path(__file__).resolve().parents[1] / "examples" / "stac_batch.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    catalog = example.build_sample_catalog(str(tmp_path / "catalog"), size_ms=32)
+    args = ["batch", "--catalog", catalog, "--out-prefix", str(tmp_path / "out"), "--preset", "fast",
+            "--tile", "128", "--json", "-"]
+    runner = CliRunner()
+    first = runner.invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "trapan-sample-sn6-1.zarr", "trapan-sample-sn6-2.zarr", "trapan-sample-sn6-3.zarr"]
+    second = runner.invoke(main, args)
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.output[second.output.index("{"):])
+    assert report["tiles_computed"] == 0 and {i["status"] for i in report["items"]} == {"skipped"}
