@@ -27,6 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1
 
 RUN useradd --create-home --uid 10001 --user-group trapan
+# Worker nannies read this before spawning workers (malloc settings that keep torch fast, see the file).
+COPY deploy/dask.yaml /etc/dask/trapan.yaml
 WORKDIR /opt/trapan_cloud
 COPY pyproject.toml README.md ./
 COPY trapan_cloud ./trapan_cloud

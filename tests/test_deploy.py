@@ -365,3 +365,18 @@ def test_readme_covers_build_install_apply_watch_resume_scale():
                    "kubectl apply -k deploy/k8s/overlays/gpu", "kubectl get daskjobs", "trapan resume",
                    "kubectl scale", "trapan-object-store"):
         assert needle in text, f"deploy/README.md: {needle!r} missing"
+
+
+def test_image_dask_config_sets_the_worker_malloc_environment():
+    """Workers in the image get the same pre-spawn malloc settings as the embedded cluster (cluster.MALLOC_ENV)."""
+    import dask
+
+    from trapan_cloud.cluster import MALLOC_ENV
+
+    assert "COPY deploy/dask.yaml /etc/dask/" in (ROOT / "Dockerfile").read_text()
+    conf = yaml.safe_load((ROOT / "deploy" / "dask.yaml").read_text())
+    env = conf["distributed"]["nanny"]["pre-spawn-environ"]
+    assert {k: str(env[k]) for k in MALLOC_ENV} == MALLOC_ENV
+    # dask reads the file the way the image's /etc/dask does: the nanny's pre-spawn environment changes accordingly
+    merged = dask.config.update(dask.config.collect(paths=[]), conf)
+    assert str(merged["distributed"]["nanny"]["pre-spawn-environ"]["MALLOC_TRIM_THRESHOLD_"]) == "268435456"
