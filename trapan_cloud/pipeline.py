@@ -628,7 +628,10 @@ def _execute(job: _Job, out: str, client: Any, existing: Any, *, gpu: bool, over
     if prior_bytes is not None and existing is None:
         store.save_prior(prior_bytes, prior_hash)
     done = np.asarray(store.done(), dtype=bool)
-    todo = [t for t in plan.tiles if not done[t.row, t.col]]
+    # largest first (LPT): the small edge tiles fill the gaps at the end instead of leaving one worker alone with a
+    # full tile; seeds come from tile indices, so the order changes no output
+    todo = sorted((t for t in plan.tiles if not done[t.row, t.col]),
+                  key=lambda t: (-t.ext_shape[0] * t.ext_shape[1], t.index))
     n_before = int(done.sum())
     log.info("%d tile(s) in the plan, %d already done, %d to compute", len(plan.tiles), n_before, len(todo))
 
