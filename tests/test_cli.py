@@ -68,9 +68,17 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     assert plan["tiles"]["total"] == 4 and plan["halo_px"] % 4 == 0
     assert not (tmp_path / "run.zarr").exists()  # a dry run writes nothing
     result = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp",
-                                  "--json", str(tmp_path / "run.json")])
+                                  "--json", str(tmp_path / "run.json"), "--cog", str(tmp_path / "fused.tif")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run.json").read_text())["tiles_computed"] == 4
+    import rasterio
+
+    from trapan_cloud.store import open_result
+
+    with rasterio.open(tmp_path / "fused.tif") as cog:  # the COG carries the store's pixels and grid
+        ds = open_result(out)
+        assert cog.crs == ds.rio.crs and cog.transform == ds.rio.transform()
+        np.testing.assert_array_equal(cog.read(), ds["fused"].values)
     status = runner.invoke(main, ["status", out, "--json"])
     assert status.exit_code == 0, status.output
     info = json.loads(status.output)

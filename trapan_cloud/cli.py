@@ -140,11 +140,13 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
 @json_opt
 @_friendly
 def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str, scheduler: str | None,
         tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
-        dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, json_out: str | None) -> None:
+        dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None,
+        json_out: str | None) -> None:
     """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store."""
     from . import pipeline
 
@@ -161,6 +163,10 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
                               seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
                               progress=_TileProgress())
     click.echo(result.summary())
+    if cog_path and result.complete:
+        from .store import export_cog
+
+        click.echo(f"COG: {export_cog(out, cog_path)}")
     _emit(result.to_dict(), json_out)
 
 
