@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             client.close()
 
-    s_whole = score_full_resolution(whole, pan, ms, sensor, ratio)
-    s_tiled = score_full_resolution(tiled, pan, ms, sensor, ratio)
+    nodata = scene.attrs.get("nodata")
+    s_whole = score_full_resolution(whole, pan, ms, sensor, ratio, nodata)
+    s_tiled = score_full_resolution(tiled, pan, ms, sensor, ratio, nodata)
     rows = [
         ("whole image (`tc.pansharpen`)", s_whole, seam_index(whole, args.tile), t_whole, "1 process"),
         (f"tiled ({args.tile}-px cores, {default_halo_px(ratio)}-px halo, `tc.run`)", s_tiled,

@@ -33,6 +33,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from . import __version__
 from .errors import InputError, StoreExistsError
 from .tiling import Tile, TilePlan, blend_weights, plan_tiles
+from .validate import validity
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ def _resume_check(manifest: dict[str, Any], stored: dict[str, Any]) -> dict[str,
 def _valid_counts(job: _Job, client: Any) -> np.ndarray:
     """Valid MS pixels per tile core, ``(n_rows, n_cols)``, computed on the cluster from the MS grid only (cheap).
 
-    A pixel is valid where no MS band equals nodata (the method's rule, `method.pairs.validity`, at MS scale).
+    A pixel is valid where no MS band equals nodata (the rule of `validate.validity`, at MS scale).
     """
     plan = job.plan
     if job.nodata is None:
@@ -395,8 +396,6 @@ class RunContext(WorkerPlugin):
 
         Returns the tile's QA record (the store keeps the fields it has a layer for).
         """
-        from .method.pairs import validity
-
         tile = self.plan.tiles[index]
         pan = np.asarray(pan, dtype=np.float64)
         ms = np.asarray(ms, dtype=np.float64)

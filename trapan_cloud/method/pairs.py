@@ -22,6 +22,7 @@ import torch
 from .. import metrics, physics
 from ..errors import InputError
 from ..sensors import Sensor
+from ..validate import validity
 from .config import CLASSICAL_BASES
 from .losses import block_uqi
 
@@ -63,18 +64,6 @@ class PairData:
     ratio: int
     all_valid: bool
     base_name: str
-
-
-def validity(pan: np.ndarray, ms: np.ndarray, ratio: int, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Validity at PAN scale (H, W) and MS scale (h, w): a pixel is invalid where PAN == nodata or any MS band ==
-    nodata (MS validity expanded to PAN scale; an MS pixel is valid only if its whole PAN footprint is)."""
-    if nodata is None:
-        return np.ones(pan.shape, bool), np.ones(ms.shape[1:], bool)
-    ms_ok = (ms != nodata).all(axis=0)
-    pan_ok = (pan != nodata) & np.kron(ms_ok, np.ones((ratio, ratio), bool))
-    h, w = ms_ok.shape
-    ms_ok = pan_ok.reshape(h, ratio, w, ratio).all(axis=(1, 3))
-    return pan_ok, ms_ok
 
 
 def fill_invalid(img: np.ndarray, valid: np.ndarray) -> np.ndarray:

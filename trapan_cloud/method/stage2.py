@@ -20,12 +20,12 @@ import torch
 from .. import metrics, physics
 from ..errors import InputError
 from ..sensors import Sensor, get_sensor
-from ..validate import check_pair
+from ..validate import check_pair, validity
 from .config import TrapanConfig
 from .losses import block_mask, dlambda_proxy, ds_proxy, masked_norm
 from .networks import DAM, FusionNet
 from .pairs import (Q_BLOCK, TILE_MODE, PairData, hqnr_window, indices, prepare_pair, resolve_device, rr_crops,
-                    torch_threads, validity)
+                    torch_threads)
 from .prior import Prior
 
 CROP_MARGIN_PX = 8
