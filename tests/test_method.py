@@ -177,6 +177,15 @@ def test_same_seed_gives_identical_output(prior, pair):
     assert np.array_equal(a.fused, b.fused)
     assert a.trace["branch"] == b.trace["branch"]
     assert a.fused.dtype == np.float32 and a.fused.shape == (4, 128, 128)
+    # selection "last" (the fast/default presets): the last step's network, inferred once, after that step
+    assert a.trace["selected_step"] == a.trace["steps_run"] == FAST.rao_steps
+    assert [s for s, _ in a.trace["evals"]] == [0, FAST.rao_steps]
+    c = refine_tile(prior, *pair, seed=7, config=dataclasses.replace(FAST, rao_steps=FAST.rao_steps - 1))
+    assert not np.array_equal(a.fused, c.fused)  # one step fewer, another image: it is the last iterate
+
+
+def test_hqnr_selection_returns_the_best_scored_candidate(prior, pair):
+    a = refine_tile(prior, *pair, seed=7, config=dataclasses.replace(FAST, selection="hqnr"))
     tr = a.trace
     assert tr["steps_run"] == len(tr["loss"]) == len(tr["branch"]) and tr["stop_reason"] in ("max_steps", "plateau")
     scores = dict(tr["evals"])

@@ -10,44 +10,37 @@ Presets
     DAM 2,500 steps at lr 5e-4, warm-up 80 steps at lr 1e-3, RAO p = 0.5 for 250 steps, selection on the
     full-resolution loss, no clipping, no adaptive stopping.
 ``default()``
-    Chosen from ``bench/ablation.py`` (``bench/RESULTS.md``, section "ablation"; one seed, SN6-t2 for the ablation,
-    all four bench crops for the quality check). What the numbers said:
+    Chosen by measurement on the four bench crops (``bench/quality.py`` for every crop against every classical
+    method, ``bench/ablation.py`` for one knob at a time on SN6-t2; one seed; ``bench/RESULTS.md``). It is judged at
+    both resolutions, because the full-resolution index alone can be gamed:
 
+    * losses: ZS-Pan's MSE terms only (λ_spe 8, λ_spa 1, ``lambda_dl = lambda_ds = 0``). The index-shaped block-UQI
+      terms (the default until 2026-12) raise full-resolution HQNR on every crop, but they do it by moving the image
+      away from the truth: at reduced resolution, where a reference exists, every checkpoint trained with them had a
+      lower Q2n than the base it started from (SN6-t1: base BT-H 0.8758, checkpoints 0.840-0.868) while its HQNR rose.
+      The D_λ^K term is the cause: it compares the low-passed fused image with the 23-tap upsampled MS, so driving it
+      to 0 pulls the fused image towards the upsampled MS. That default scored Q2n 0.8397 / 0.8834 / 0.9269 / 0.9328
+      (SN6-t1/t2/t3, L8) against the best classical 0.8758 / 0.9042 / 0.9320 / 0.9420: below on every crop;
+    * selection: the last iterate. Selecting on on-the-fly HQNR picks the checkpoint that games the index best: with
+      the ZS-Pan losses Q2n rises along the whole run (L8: HQNR falls from 0.976 to 0.952 while Q2n rises to 0.963),
+      so HQNR selection returns an early checkpoint or the base (L8 RR Q2n 0.9263, SN6-t2 0.8993) where the last
+      iterate reaches 0.9628 / 0.9137;
+    * 200 steps at lr 3e-4: Q2n still rises at step 200 on every crop (SN6-t3 only just passes MTF-GLP-FS there:
+      0.9328 vs 0.9320), so fewer steps or a slower rate give it away; there is nothing to stop on (``patience`` 0);
     * base image: ``base="auto"`` takes the classical result with the best HQNR on the pair (MTF-GLP-FS on the
-      WorldView-2 crops, EXP on Landsat) and the last conv starts at zero (``last_init_scale=0``), so the output is
-      never below that base (it is a selection candidate). With the index-shaped losses the paper's upsampled MS
-      (``"lms"``) did as well on SN6-t2 (0.8697 vs 0.8647, one crop, within noise) — with ZS-Pan's own losses it
-      stays below MTF-GLP-FS (``reference/ANCHORS.md``) — but it has no such floor;
-    * losses: the ZS-Pan MSE terms alone barely move HQNR; adding the index-shaped block-UQI terms (``lambda_dl``,
-      ``lambda_ds`` = 1) is what lowers D_λ^K;
-    * schedule: summed RR + FR losses at every step (G-ZAP-like, 0.8647 on SN6-t2) and FR-only (0.8642) ended above
-      RAO p = 0.3 (0.8574) in two ablation runs; p = 0.5 / 0.7, RR-only and sequential did not beat the base image
-      within the patience. The margin is below the ~0.01 one crop can prove, but consistent, so the default sums the
-      losses (``schedule="sum"``; the RR term costs a forward pass at 1/ratio² of the pixels); ``paper()`` keeps RAO;
-    * a short warm-up (20 RR steps): 0.8647 vs 0.8595 without (within noise); where it hurts (Landsat: step 0 drops
-      from 0.954 to 0.941) the base image stays a selection candidate (step -1);
-    * 256-px crops (a 256² tile is one crop; a 512² tile trains on one random 256² crop per step): batches of two
-      128² crops never beat the base image within the patience;
-    * selection on on-the-fly HQNR with output clipping (0.8647 vs 0.8607 for last iterate, unclipped); evaluations
-      every 10 steps and a stop after 3 evaluations without improvement: on the default's run it never triggered
-      (HQNR still rising at step 60), on runs that never beat the base it halved the steps.
-    * Stage-2 learning rate 1e-4 (was 3e-4; ``bench/quality.py``, and the on-the-fly HQNR of each evaluation in
-      ``refine_tile``'s trace): at 3e-4 the first FR steps on L8-momotombo (ratio 2, 16-bit) knock HQNR from the
-      EXP base's 0.954 down to 0.82-0.88 at step 10-20, the patience stops the run before it recovers and the base is
-      returned unchanged (a tie with EXP, 0.9539); at 1e-4 the dip is 0.926 at step 10 and step 20 is selected:
-      HQNR 0.9641, strictly above EXP. On the WorldView-2 crops 1e-4 costs a little, within the one-crop noise
-      (SN6-t1/t2/t3 0.9498 / 0.8559 / 0.9539 vs 0.9506 / 0.8647 / 0.9561 at 3e-4), still well above MTF-GLP-FS
-      (0.9190 / 0.8435 / 0.9378).
+      WorldView-2 crops, EXP on Landsat) and the last conv starts at zero (``last_init_scale=0``), so Stage 2 starts
+      from that image; the paper's upsampled MS (``"lms"``) starts further from the truth;
+    * schedule: the RR and FR losses summed at every step (``schedule="sum"``; the RR term costs a forward pass at
+      1/ratio² of the pixels); RAO (``paper()``) and the others are rows of the ablation;
+    * a short warm-up (20 RR steps) and 256-px crops (a 256² tile is one crop; a 512² tile trains on one random 256²
+      crop per step; batches of 2 × 128² did no better).
 
-    Not solved by this default: reduced-resolution Q2n (``bench/RESULTS.md`` "quality": TRA-PAN below the best
-    classical Q2n on every crop, e.g. SN6-t1 0.8397 vs BT-H 0.8758, L8 0.9378 vs MTF-GLP-FS 0.9420). Per-checkpoint
-    diagnosis (true Q2n of each evaluated checkpoint, one seed, a script outside the repo): on the Wald-degraded SN6-t1
-    pair the base is BT-H (Q2n 0.8758, the best classical) and every Stage-2 checkpoint with the
-    index-shaped terms on has a lower Q2n (0.840-0.868) while its HQNR rises: those terms improve the no-reference
-    index, not the fidelity. With ``lambda_dl = lambda_ds = 0`` the checkpoints do raise Q2n (0.876-0.879) but then
-    HQNR selection keeps the warm-up network (Q2n 0.868), and on SN6-t2 at full resolution that variant never beats
-    MTF-GLP-FS. The network's own RR-of-RR Q2n (the Wald-degraded pair of the pair) is no usable fidelity guard: the
-    network trains on that pair, so it reads 0.88-0.91 where the true Q2n is 0.84-0.87, above BT-H's honest 0.886.
+    Result (``bench/quality.py``): reduced-resolution Q2n at least the best classical on all four crops (0.8834 /
+    0.9137 / 0.9328 / 0.9628), full-resolution HQNR above every classical method on three (SN6-t1 0.9409 vs 0.9190,
+    SN6-t3 0.9416 vs 0.9378, L8 0.9656 vs 0.9539) and below MTF-GLP-FS on SN6-t2 (0.783 vs 0.8435: D_s 0.10, the
+    network adds PAN detail the index reads as spatial distortion; λ_spa 3 or 8 gave 0.797 / 0.783, λ_dl = λ_ds = 0.1
+    / 0.3 raised HQNR to 0.876 / 0.877 but lowered Q2n to 0.880 / 0.871). Not solved: one configuration that wins on both
+    indices on SN6-t2.
 """
 
 from __future__ import annotations
@@ -120,7 +113,8 @@ class TrapanConfig:
     selection: str = "fr_loss"
     """Checkpoint rule: "hqnr" (on-the-fly HQNR of the whole tile), "fr_loss" (whole-tile FR loss), "last"."""
     eval_every: int = 25
-    """Stage-2 steps between two whole-tile evaluations (selection and stopping); step 0 is always evaluated."""
+    """Stage-2 steps between two whole-tile evaluations (selection and stopping); step 0 is always evaluated.
+    Unused with ``selection="last"``, which infers the whole tile once, after the last step."""
     patience: int = 0
     """Stop after this many evaluations without relative improvement above ``min_rel_improvement`` (0 = never)."""
     min_rel_improvement: float = 1e-3
@@ -166,9 +160,9 @@ class TrapanConfig:
     def default(cls) -> TrapanConfig:
         """The settings ``bench/ablation.py`` chose (see the module docstring)."""
         return cls(
-            last_init_scale=0.0, dam_steps=1000, dam_lr=5e-3, warmup_steps=20, warmup_lr=5e-4, rao_steps=60,
-            rao_p=0.3, schedule="sum", lr=1e-4, lambda_dl=1.0, lambda_ds=1.0, crop_px=256, batch=1, warmup_crop_px=32,
-            base="auto", clip=True, selection="hqnr", eval_every=10, patience=3, min_rel_improvement=5e-4,
+            last_init_scale=0.0, dam_steps=1000, dam_lr=5e-3, warmup_steps=20, warmup_lr=5e-4, rao_steps=200,
+            rao_p=0.3, schedule="sum", lr=3e-4, lambda_dl=0.0, lambda_ds=0.0, crop_px=256, batch=1, warmup_crop_px=32,
+            base="auto", clip=True, selection="last", eval_every=10, patience=0, min_rel_improvement=5e-4,
         )
 
     @classmethod

@@ -223,13 +223,15 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
             opt.step()
             trace["loss"].append(loss.item())
             trace["branch"].append(branch)
-            if step % cfg.eval_every and step != len(branches):
+            final = step == len(branches)
+            if cfg.selection == "last":
+                if final:  # nothing to select or stop on: one whole-tile inference, at the end
+                    best_out, best_step = to_dn(ref.infer()), step
+                    trace["evals"].append((step, None))
+                continue
+            if step % cfg.eval_every and not final:
                 continue
             out = to_dn(ref.infer())
-            if cfg.selection == "last":
-                best_out, best_step = out, step
-                trace["evals"].append((step, None))
-                continue
             s = score(out)
             trace["evals"].append((step, s))
             improved = s > best_score + cfg.min_rel_improvement * abs(best_score)
