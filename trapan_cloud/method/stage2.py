@@ -4,7 +4,8 @@ Each step draws the reduced-resolution supervised branch with probability ``rao_
 unsupervised branch (spectral: MTF-degraded, decimated fused vs MS; spatial: DAM(fused) vs PAN; optionally the
 index-shaped block-UQI terms of `losses`). Steps train on batches of random crops of the tile (``crop_px``) because a
 whole-tile step grows with the tile area (FusionNet on this CPU: ~24 ms at 128², 144 ms at 256², 1.3 s at 512²);
-the whole tile is inferred only at the evaluation points, where the checkpoint is selected and stopping is decided.
+the whole tile is inferred only at the evaluation points, where the checkpoint is selected and stopping is decided
+(with ``selection="last"``, the default, once: after the last step).
 """
 
 from __future__ import annotations
