@@ -34,10 +34,11 @@ from trapan_cloud.samples import load_sample, write_sample_item  # noqa: E402
 from trapan_cloud.scene import open_scene  # noqa: E402
 from trapan_cloud.tiling import plan_tiles  # noqa: E402
 
-# 152-px cores cut the 600-px scene into 4 x 4 = 16 tiles of nearly equal work (cores 152, 152, 152, 144). With
-# 256-px cores it is 9 tiles, and 9 tasks on 2 workers cannot finish in less than 5 task-times: a speed-up ceiling of
-# 9 / 5 = 1.8 before any overhead. 16 tasks lift the ceiling to 2.0, which is what a real scene (hundreds of tiles)
-# sees; 152 is a multiple of the ratio and >= 2 x the 48-px halo, as `plan_tiles` requires.
+# 152-px cores cut the 600-px scene into 4 x 4 = 16 tiles (cores 152, 152, 152, 144; with their halos the tasks are
+# 192-248 px a side, so interior tiles cost about 1.5x the corner ones). With 256-px cores it is 9 tiles, and 9 tasks
+# on 2 workers cannot finish in less than 5 task-times: a speed-up ceiling of 9 / 5 = 1.8 before any overhead. 16
+# tasks lift that ceiling towards 2, which is what a real scene (hundreds of tiles) sees; 152 is a multiple of the
+# ratio and >= 2 x the 48-px halo, as `plan_tiles` requires.
 TILE, HALO, PRIOR_TILES = 152, 48, 2
 
 
@@ -125,8 +126,9 @@ def main() -> None:
         f"| peak worker RSS, EXP, 1x area ({pan.shape[0]}^2 PAN) | {m1:.0f} MiB | |\n"
         f"| peak worker RSS, EXP, 4x area ({2 * pan.shape[0]}^2 PAN) | {m4:.0f} MiB | |\n"
         f"| memory ratio 4x / 1x | {m4 / m1:.2f} | <= 1.15 |\n\n"
-        f"The tile size ({TILE} px) gives {n_tiles} tasks of nearly equal work, so 2 workers can reach a speed-up near "
-        "2 (with 256-px cores this scene has 9 tiles, and 9 tasks on 2 workers cap it at 9 / 5 = 1.8). The Stage-1 "
+        f"The tile size ({TILE} px) gives {n_tiles} tasks (192-248 px a side with their halos), so 2 workers can come "
+        "near a speed-up of 2 (with 256-px cores this scene has 9 tiles, and 9 tasks on 2 workers cap it at 9 / 5 = "
+        "1.8); the unequal task sizes still leave a tail where one worker idles. The Stage-1 "
         "prior is one task (serial), so it still bounds the speed-up of small scenes (Amdahl)."
     )
     print(body)
