@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from trapan_cloud.cluster import get_client
 from trapan_cloud.errors import InputError, ResumeMismatchError, StoreExistsError
 from trapan_cloud.pipeline import plan_run, run, tile_seed
 from trapan_cloud.samples import load_sample
 from trapan_cloud.store import open_result, open_store
+from trapan_cloud.tiling import plan_tiles
 
 # workers import nothing from tests/: ship this module's functions by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -210,3 +212,50 @@ def test_scene_smaller_than_one_tile(client, sample, tmp_path):
     assert res.complete and res.tiles_total == 1
     np.testing.assert_allclose(fused_of(out), block_local(pan.astype(float), ms.astype(float), "WV2", 4),
                                rtol=1e-5, atol=1e-3)
+
+
+class TileQueueRecorder(SchedulerPlugin):
+    """Records, each time a tile task is assigned to a worker, how many tile tasks that worker then holds."""
+
+    name = "tile-queue-recorder"
+
+    def __init__(self) -> None:
+        self.assigned: list[tuple[str, str, int]] = []  # (tile key, worker, tile tasks on that worker)
+
+    async def start(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+    def transition(self, key, start, finish, *args, **kwargs) -> None:
+        if finish == "processing" and str(key).startswith("trapan-tile-"):
+            ws = self.scheduler.tasks[key].processing_on
+            held = sum(1 for ts in ws.processing if str(ts.key).startswith("trapan-tile-"))
+            self.assigned.append((str(key), ws.address, held))
+
+
+def slow_block_local(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int) -> np.ndarray:
+    """`block_local` taking long enough that a second tile would queue behind a busy worker if one were sent."""
+    import time
+
+    time.sleep(0.3)
+    return block_local(pan, ms, sensor, ratio)
+
+
+def test_tiles_go_largest_first_and_only_to_free_threads(client, sample, tmp_path):
+    """A tile queued on a busy 1-thread worker waits there however idle the others are, so the pipeline hands out
+    one tile per thread, largest ext window first (the small edge tiles fill the end)."""
+    pan, ms = sample
+    recorder = TileQueueRecorder()
+    client.register_plugin(recorder)
+    try:
+        res = run(make_scene(pan, ms, "WV2", 4), str(tmp_path / "q.zarr"), client=client, tile=64, overlap=16,
+                  method=slow_block_local, dtype="float32")
+        assigned = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins[TileQueueRecorder.name]
+                                           .assigned)
+    finally:
+        client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.remove_plugin(TileQueueRecorder.name))
+    assert res.complete and len(assigned) == res.tiles_total == 16
+    threads = client.nthreads()
+    assert all(held <= threads[worker] for _, worker, held in assigned), assigned
+    area = {t.index: t.ext_shape[0] * t.ext_shape[1] for t in plan_tiles(pan.shape, 4, 64, 16).tiles}
+    order = [area[int(key.split("-")[2])] for key, _, _ in assigned]
+    assert order == sorted(order, reverse=True), order
