@@ -11,7 +11,8 @@ Why it is shaped this way (``reference/STACK.md`` §4.4, §4.5, §5.3):
   from (run seed, tile index) by SHA-256 (so the output does not depend on worker count or completion order), writes
   ``weight × prediction`` into its own stage-A slot and only then marks itself done. Tiles go out largest first, one
   per worker thread and only when a thread frees up, so driver and worker memory stay flat in scene size and no tile
-  waits behind a busy worker while another idles; `as_completed` drives progress and the failure report. Tile tasks carry ``resources={"GPU": 1}`` on the submit itself, which no graph optimisation drops.
+  waits behind a busy worker while another idles; `as_completed` drives progress and the failure report. Tile tasks
+  carry ``resources={"GPU": 1}`` on the submit itself, which no graph optimisation drops.
 * The store's cheap overlap-add (`RunStore.finalize`) runs only when every tile is done.
 """
 
