@@ -5,8 +5,9 @@
 Whole image: `tc.pansharpen` on the full 600×600 PAN scene (Stage 1 on the pair, Stage 2 on the whole image).
 Tiled: `tc.run` on the same scene written as COGs + a STAC item, on an embedded Dask cluster, one shared prior: at
 `trapan run`'s default core (512 px, the judged run), and at each ``--also`` core twice: with the same config, and
-with Stage-2 steps density-matched to the whole image (`matched_steps`), which shows what the difference is made of. Both are scored with the toolbox's full-resolution indices on the same 576×576 window (the largest one
-whose sides are multiples of 32 and of the ratio). Seam index: the mean absolute difference between neighbouring
+with Stage-2 steps density-matched to the whole image (`matched_steps`), which shows what the difference is made of.
+All are scored with the toolbox's full-resolution indices on the same 576×576 window (the largest one whose sides are
+multiples of 32 and of the ratio). Seam index: the mean absolute difference between neighbouring
 pixels straddling a tile border, over the same mean for all other neighbouring pairs (1.0 = no visible seam); it is
 also given for the whole-image result, which has no seams, as the reference level. Writes the "tiling" section of
 bench/RESULTS.md.
