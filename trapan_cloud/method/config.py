@@ -42,8 +42,11 @@ Presets
     0.9137 / 0.9328 / 0.9628), full-resolution HQNR above every classical method on three (SN6-t1 0.9409 vs 0.9190,
     SN6-t3 0.9416 vs 0.9378, L8 0.9656 vs 0.9539) and below MTF-GLP-FS on SN6-t2 (0.783 vs 0.8435: D_s 0.10, the
     network adds PAN detail the index reads as spatial distortion; λ_spa 3 or 8 gave 0.797 / 0.783, λ_dl = λ_ds = 0.1
-    / 0.3 raised HQNR to 0.876 / 0.877 but lowered Q2n to 0.880 / 0.871). Not solved: one configuration that wins on both
-    indices on SN6-t2.
+    / 0.3 raised HQNR to 0.876 / 0.877 but lowered Q2n to 0.880 / 0.871). The index-shaped terms are potent even at
+    small weights, and each one trades one distortion for the other: λ_dl 0.01 alone gave D_λ^K 0.034 but D_s 0.144
+    (HQNR 0.827, Q2n 0.896); λ_ds 0.03 alone, D_s 0.008 but D_λ^K 0.167 (0.827, 0.901); λ_dl = λ_ds = 0.01, HQNR
+    0.846 (above MTF-GLP-FS's 0.8435) at Q2n 0.894 (below its 0.9042). Not solved: one configuration that wins on
+    both indices on SN6-t2.
 """
 
 from __future__ import annotations
