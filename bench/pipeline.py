@@ -7,13 +7,16 @@
    SpaceNet-6 tile mirrored 2 x 2), classical EXP so that only the pipeline's own footprint is measured.
    Goal: peak(4x) / peak(1x) <= 1.15.
 
-Run: ``.venv/bin/python bench/pipeline.py [--preset default|fast] [--steps N]`` (``--steps`` overrides the preset's
-Stage-2 step count: the whole bench takes about 60 min at the default's 200 steps on 2 cores, about 20 at 40).
+Run: ``.venv/bin/python bench/pipeline.py [--preset default|fast] [--steps N] [--repeats R]`` (``--steps`` overrides
+the preset's Stage-2 step count: the whole bench takes about 60 min at the default's 200 steps on 2 cores, about 20 at
+40). ``--repeats`` runs the in-process / 1-worker / 2-worker trio R times in turn and reports each ratio per repeat and
+their median: a shared machine's speed drifts by 10-20 % over minutes, which one trio cannot tell from the pipeline's.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -118,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="default", choices=("fast", "default", "paper"))
     parser.add_argument("--steps", type=int, default=None, help="Stage-2 steps (default: the preset's)")
+    parser.add_argument("--repeats", type=int, default=1, help="in-process / 1-worker / 2-worker trios, in turn")
     args = parser.parse_args()
     s = load_sample("sn6-1")
     pan, ms = s.pan, s.ms
@@ -130,26 +134,44 @@ def main() -> None:
         big = open_scene(write_sample_item(replace(s, name="sn6-1-2x2", pan=np.tile(pan, (2, 2)),
                                                    ms=np.tile(ms, (1, 2, 2))), os.path.join(tmp, "x4")), chunks=256)
         pan, ms = np.asarray(scene["pan"].values), np.asarray(scene["ms"].values)
-        t_proc = in_process(pan, ms, cfg, seed=0)
-        t1, _, ph1 = timed_run(scene, 1, tmp, "one.zarr", config=cfg, prior_tiles=PRIOR_TILES)
-        t2, _, ph2 = timed_run(scene, 2, tmp, "two.zarr", config=cfg, prior_tiles=PRIOR_TILES)
+        trios = []
+        for r in range(args.repeats):
+            t_proc = in_process(pan, ms, cfg, seed=0)
+            t1, _, ph1 = timed_run(scene, 1, tmp, f"one{r}.zarr", config=cfg, prior_tiles=PRIOR_TILES)
+            t2, _, ph2 = timed_run(scene, 2, tmp, f"two{r}.zarr", config=cfg, prior_tiles=PRIOR_TILES)
+            trios.append((t_proc, t1, t2))
+            print(f"repeat {r}: in-process {t_proc:.1f} s, 1 worker {t1:.1f} s, 2 workers {t2:.1f} s", flush=True)
         _, m1, _ = timed_run(scene, 1, tmp, "m1.zarr", method="exp")
         _, m4, _ = timed_run(big, 1, tmp, "m4.zarr", method="exp")
+    t_proc, t1, t2 = (statistics.median(x) for x in zip(*trios))
+    overhead = statistics.median(b / a for a, b, _ in trios)
+    speedup = statistics.median(b / c for _, b, c in trios)
+
+    def each(values: list[float], fmt: str = ".2f") -> str:
+        return "" if len(values) < 2 else " (" + ", ".join(f"{v:{fmt}}" for v in values) + ")"
+
+    runs_proc, runs_1 = each([a for a, _, _ in trios], ".1f"), each([b for _, b, _ in trios], ".1f")
+    runs_2, runs_o = each([c for _, _, c in trios], ".1f"), each([b / a for a, b, _ in trios])
+    runs_s = each([b / c for _, b, c in trios])
+
     phases = "; ".join(f"{k} {ph1.get(k, 0):.1f} vs {ph2.get(k, 0):.1f}" for k in ("scan", "prior", "tiles", "finalize"))
     n_tiles = len(plan_tiles(pan.shape, 4, TILE, HALO).tiles)
     body = (
+        f"{len(trios)} repeat(s) of the in-process / 1-worker / 2-worker trio, in turn; each ratio is taken within a "
+        "repeat, the table gives the medians (each repeat in brackets).\n\n"
         f"Scene: SpaceNet-6 WV2 tile sn6-1, PAN {pan.shape[0]}x{pan.shape[1]}, MS 4x{ms.shape[1]}x{ms.shape[2]}; "
         f"tile {TILE} px, halo {HALO} px ({n_tiles} tiles); TRA-PAN `TrapanConfig.{args.preset}()` with "
         f"{cfg.rao_steps} Stage-2 steps, prior on "
         f"{PRIOR_TILES} tiles. Each run starts its own embedded cluster (start-up not timed).\n\n"
         "| measure | value | goal |\n|---|---|---|\n"
-        f"| in-process Stage 1 + Stage 2 on all tiles (1 torch thread) | {t_proc:.1f} s | |\n"
-        f"| pipeline, 1 worker x 1 thread (wall, incl. scan, prior, store, blend) | {t1:.1f} s | |\n"
-        f"| overhead ratio (pipeline 1 worker / in-process) | {t1 / t_proc:.2f} | <= 1.10 |\n"
-        f"| pipeline, 2 workers x 1 thread | {t2:.1f} s | |\n"
-        f"| speed-up 2 workers vs 1 | {t1 / t2:.2f} | >= 1.8 |\n"
-        f"| seconds per phase, 1 worker vs 2 workers | {phases} | |\n"
-        f"| workers' idle share of the tile phase, 2 workers (tail + gaps between tiles) | {ph2['idle']:.1%} | |\n"
+        f"| in-process Stage 1 + Stage 2 on all tiles (1 torch thread) | {t_proc:.1f} s{runs_proc} | |\n"
+        f"| pipeline, 1 worker x 1 thread (wall, incl. scan, prior, store, blend) | {t1:.1f} s{runs_1} | |\n"
+        f"| overhead ratio (pipeline 1 worker / in-process) | {overhead:.2f}{runs_o} | <= 1.10 |\n"
+        f"| pipeline, 2 workers x 1 thread | {t2:.1f} s{runs_2} | |\n"
+        f"| speed-up 2 workers vs 1 | {speedup:.2f}{runs_s} | >= 1.8 |\n"
+        f"| seconds per phase, 1 worker vs 2 workers (last repeat) | {phases} | |\n"
+        "| workers' idle share of the tile phase, 2 workers (tail + gaps between tiles; last repeat) | "
+        f"{ph2['idle']:.1%} | |\n"
         f"| peak worker RSS, EXP, 1x area ({pan.shape[0]}^2 PAN) | {m1:.0f} MiB | |\n"
         f"| peak worker RSS, EXP, 4x area ({2 * pan.shape[0]}^2 PAN) | {m4:.0f} MiB | |\n"
         f"| memory ratio 4x / 1x | {m4 / m1:.2f} | <= 1.15 |\n\n"
@@ -162,7 +184,8 @@ def main() -> None:
     )
     print(body)
     steps = f" --steps {args.steps}" if args.steps is not None else ""
-    write_section("pipeline", f".venv/bin/python bench/pipeline.py --preset {args.preset}{steps}", body)
+    repeats = f" --repeats {args.repeats}" if args.repeats != 1 else ""
+    write_section("pipeline", f".venv/bin/python bench/pipeline.py --preset {args.preset}{steps}{repeats}", body)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Why it is shaped this way (``reference/STACK.md`` §4.4, §4.5, §5.3):
 * Tiles are independent futures. Each reads only its ext window of the lazy scene, refines it with a seed derived
   from (run seed, tile index) by SHA-256 (so the output does not depend on worker count or completion order), writes
   ``weight × prediction`` into its own stage-A slot and only then marks itself done. Tiles go out largest first, one
-  per worker thread and only when a thread frees up, their window reads finished before the tile is submitted, so
+  per worker thread and only when a thread frees up, each task reading its own window (a small culled graph), so
   driver and worker memory stay flat in scene size and no tile or read waits behind a busy worker while another
   idles; `as_completed` drives progress and the failure report. Tile tasks carry ``resources={"GPU": 1}`` on the
   submit itself, which no graph optimisation drops.
@@ -342,11 +342,34 @@ def _prior_sample(plan: TilePlan, counts: np.ndarray, k: int) -> list[Tile]:
     return full + rest[: k - len(full)]
 
 
-def _windows(job: _Job, pan: Any, ms: Any, tile: Tile, client: Any) -> list[Any]:
-    """Futures of a tile's ext window of PAN (H, W) and MS (B, h, w), read lazily on the cluster."""
+class LazyWindow:
+    """A tile's ext window of PAN (H, W) and MS (B, h, w) as a small culled dask graph, read by the task that uses it.
+
+    Why not separate read tasks: neighbouring windows share COG chunks and the scene's open/config keys, so the
+    scheduler placed a window's reads where those keys lived, often on a worker busy with a tile; the read, and the
+    tile waiting on it, sat there while the other worker idled (measured in a 16-tile 2-worker run: 1-2 s before most
+    tiles, up to a whole tile before the first). Read in the task, a window needs nothing from any other worker. A plain
+    class (not a dataclass or tuple), so that distributed ships the graph as data instead of computing it as a
+    dependency.
+    """
+
+    def __init__(self, pan: Any, ms: Any) -> None:
+        import dask
+
+        self.pan, self.ms = dask.optimize(pan, ms)
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """The window's pixels, read in this thread (a worker's task thread must not wait on the cluster)."""
+        import dask
+
+        return dask.compute(self.pan, self.ms, scheduler="sync")
+
+
+def _window(pan: Any, ms: Any, tile: Tile) -> LazyWindow:
+    """The lazy ext window of one tile."""
     ys, xs = tile.ext_slices
     mys, mxs = tile.ms_ext_slices
-    return client.compute([pan[ys, xs], ms[:, mys, mxs]], retries=2)
+    return LazyWindow(pan[ys, xs], ms[:, mys, mxs])
 
 
 # ----------------------------------------------------------------------------------------------- worker side
@@ -452,19 +475,20 @@ def _tile_indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, tile: Tile
     return {"hqnr": float(q), "d_lambda_k": float(dl), "d_s": float(ds)}
 
 
-def _tile_task(name: str, index: int, pan: np.ndarray, ms: np.ndarray) -> dict[str, Any]:
-    """Dask task: one tile, with the run context this worker received once as plugin ``name``."""
+def _tile_task(name: str, index: int, window: LazyWindow) -> dict[str, Any]:
+    """Dask task: read one tile's window and process it with the run context this worker received once as plugin
+    ``name``."""
     from distributed import get_worker
 
-    return get_worker().plugins[name].process(index, pan, ms)
+    return get_worker().plugins[name].process(index, *window.read())
 
 
-def _fit_prior_task(pairs: list[list[np.ndarray]], sensor: str, config: Any, seed: int,
+def _fit_prior_task(windows: list[LazyWindow], sensor: str, config: Any, seed: int,
                     nodata: float | None) -> tuple[bytes, str]:
     """Dask task: Stage 1 on the sample windows; returns the prior's bytes and hash (the driver needs no torch)."""
     from .method.stage1 import fit_prior
 
-    prior = fit_prior([(p, m) for p, m in pairs], sensor, config, seed=seed, nodata=nodata)
+    prior = fit_prior([w.read() for w in windows], sensor, config, seed=seed, nodata=nodata)
     return prior.to_bytes(), prior.hash
 
 
@@ -586,7 +610,7 @@ def _execute(job: _Job, out: str, client: Any, existing: Any, *, gpu: bool, over
              zarr_format: int, storage_options: dict | None, prior_tiles: int, progress: Any, seed: int,
              seconds: dict[str, float], t_start: float) -> RunResult:
     """The cluster part of `run`: scan, prior, store, tiles, finalize."""
-    from distributed import as_completed, wait
+    from distributed import as_completed
 
     from .store import create_store
 
@@ -609,7 +633,7 @@ def _execute(job: _Job, out: str, client: Any, existing: Any, *, gpu: bool, over
     if job.method == "trapan" and prior_bytes is None:
         sample = _prior_sample(plan, counts, int(prior_tiles))
         log.info("fitting the Stage-1 prior on %d tile(s): %s", len(sample), [t.index for t in sample])
-        windows = [_windows(job, pan, ms, t, client) for t in sample]
+        windows = [_window(pan, ms, t) for t in sample]
         fut = client.submit(_fit_prior_task, windows, job.sensor, job.config, int(seed), job.nodata,
                             resources=resources, pure=False, retries=1)
         prior_bytes, prior_hash = fut.result()
@@ -644,37 +668,28 @@ def _execute(job: _Job, out: str, client: Any, existing: Any, *, gpu: bool, over
     t0 = time.perf_counter()
     try:
         pending = iter(todo)
-        in_flight: dict[Any, tuple[Tile, list[Any]]] = {}
+        in_flight: dict[Any, Tile] = {}
         ac = as_completed()
 
         def fill() -> None:
-            """Submit tiles (window reads + tile task) until every thread (every GPU worker with --gpu) has one.
+            """Submit tiles until every thread (every GPU worker with --gpu) has one.
 
-            Never more: a tile, or a read, queued on a busy 1-thread worker waits there until its current tile ends,
-            however idle the others are (measured: the last tile of a 16-tile run waited 14 s behind a busy worker
-            while the other sat idle; distributed's work stealing did not move it). Submitted only when a thread
-            frees up, so the largest-first order holds. Slots are counted anew each time, so workers that join
-            mid-run get tiles too.
+            Never more: a tile queued on a busy 1-thread worker waits there until its current tile ends, however idle
+            the others are (measured: the last tile of a 16-tile run waited 14 s behind a busy worker while the other
+            sat idle; distributed's work stealing did not move it). Submitted only when a thread frees up, so the
+            largest-first order holds. Slots are counted anew each time, so workers that join mid-run get tiles too.
             """
             slots = max(sum(client.nthreads().values()) if not gpu else _gpu_workers(client), 1)
-            batch: list[tuple[Tile, list[Any]]] = []
-            while len(in_flight) + len(batch) < slots and (t := next(pending, None)) is not None:
-                batch.append((t, _windows(job, pan, ms, t, client)))
-            # Reads first, tiles once they are in: neighbouring windows share COG chunks, so the scheduler puts a
-            # window's last read task where the shared chunk is, which may be a worker that has just started a
-            # tile; the read (and its tile) then waited there for that whole tile (measured: the second worker sat
-            # idle for the first tile's 29 s of a 16-tile run).
-            wait([w for _, win in batch for w in win])
-            for t, win in batch:
-                f = client.submit(_tile_task, name, t.index, *win, key=f"trapan-tile-{t.index}-{name}",
+            while len(in_flight) < slots and (t := next(pending, None)) is not None:
+                f = client.submit(_tile_task, name, t.index, _window(pan, ms, t), key=f"trapan-tile-{t.index}-{name}",
                                   resources=resources, retries=1, pure=False)
-                in_flight[f] = (t, win)
+                in_flight[f] = t
                 ac.add(f)
 
         fill()
         iterable, tick = _progress(progress, ac, len(todo))
         for f in iterable:
-            t, win = in_flight.pop(f)
+            t = in_flight.pop(f)
             if f.status == "finished":
                 qa = f.result()
                 if qa.get("status") == "nodata":
@@ -690,8 +705,6 @@ def _execute(job: _Job, out: str, client: Any, existing: Any, *, gpu: bool, over
                 errors[t.index] = f"{type(exc).__name__}: {exc}"
                 log.warning("tile %d (core %s) failed: %s", t.index, t.core, errors[t.index])
             f.release()
-            for w in win:
-                w.release()
             tick()
             fill()
     finally:
