@@ -368,10 +368,11 @@ def test_readme_covers_build_install_apply_watch_resume_scale():
 
 
 def test_image_dask_config_sets_the_worker_malloc_environment():
-    """Workers in the image get the same pre-spawn malloc settings as the embedded cluster (cluster.MALLOC_ENV)."""
+    """Workers in the image get the same pre-spawn malloc settings and quiet housekeeping as the embedded cluster
+    (cluster.MALLOC_ENV, cluster.QUIET_CONFIG)."""
     import dask
 
-    from trapan_cloud.cluster import MALLOC_ENV
+    from trapan_cloud.cluster import MALLOC_ENV, QUIET_CONFIG
 
     assert "COPY deploy/dask.yaml /etc/dask/" in (ROOT / "Dockerfile").read_text()
     conf = yaml.safe_load((ROOT / "deploy" / "dask.yaml").read_text())
@@ -380,3 +381,5 @@ def test_image_dask_config_sets_the_worker_malloc_environment():
     # dask reads the file the way the image's /etc/dask does: the nanny's pre-spawn environment changes accordingly
     merged = dask.config.update(dask.config.collect(paths=[]), conf)
     assert str(merged["distributed"]["nanny"]["pre-spawn-environ"]["MALLOC_TRIM_THRESHOLD_"]) == "268435456"
+    with dask.config.set(merged):
+        assert {k: dask.config.get(k) for k in QUIET_CONFIG} == QUIET_CONFIG

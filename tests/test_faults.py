@@ -14,11 +14,12 @@ import textwrap
 import time
 
 import cloudpickle
+import dask
 import numpy as np
 import pytest
 import rasterio
 
-from trapan_cloud.cluster import get_client
+from trapan_cloud.cluster import MALLOC_ENV, QUIET_CONFIG, get_client
 from trapan_cloud.errors import InputError
 from trapan_cloud.pipeline import resume, run
 from trapan_cloud.samples import load_sample
@@ -74,9 +75,13 @@ def test_worker_killed_mid_run_completes_with_identical_output(tmp_path):
         res = run(scene, str(tmp_path / "killed.zarr"), client=client, tile=64, overlap=16,
                   method=slow_block_local, dtype="float32", progress=bar)
         after = client.run(os.getpid)
+        settings = client.run(lambda: ({k: dask.config.get(k) for k in QUIET_CONFIG},
+                                       {k: os.environ.get(k) for k in MALLOC_ENV}))
     finally:
         client.close()
     assert bar.killed and bar.killed[0] not in after.values()  # the worker really died (and was replaced)
+    # the replacement worker got the embedded cluster's settings too
+    assert settings and all(v == (QUIET_CONFIG, MALLOC_ENV) for v in settings.values()), settings
     assert res.complete and res.tiles_failed == 0 and res.tiles_computed == 16
     want = block_local(s.pan.astype(np.float64), s.ms.astype(np.float64), "WV2", 4)  # = an undisturbed run
     np.testing.assert_allclose(np.asarray(open_result(str(tmp_path / "killed.zarr"))["fused"].values), want,
