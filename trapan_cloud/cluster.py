@@ -67,10 +67,9 @@ QUIET_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.
 loop tick.
 
 By default every worker samples its task thread's stack every 10 ms and every process's event loop wakes every
-20 ms; each wake takes the GIL from the torch loop. Measured on a 16-tile, 15-step TRA-PAN run on 2 workers (2
-cores): the threads besides the two torch threads used 12.7 CPU-s in a 71-s run (18% of a core, taken from the
-torch threads), 5.6 CPU-s with these settings; tile-phase speed-up over 1 worker 1.75 with the defaults, 1.84 with
-these (one run each, side by side). The cost: the dashboard's Profile page stays empty and an event loop blocked
+20 ms; each wake takes the GIL from the torch loop, and on a machine with one core per worker that CPU comes out of the
+torch threads too. These settings are part of what lifted the 2-worker speed-up of ``bench/pipeline.py`` from 1.58
+to 1.85 (bench/RESULTS.md "pipeline"). The cost: the dashboard's Profile page stays empty and an event loop blocked
 for less than a second goes unnoticed (the warning limit is 3 s anyway). The worker image sets the same
 (``deploy/dask.yaml``; ``tests/test_deploy.py`` keeps them equal)."""
 

@@ -347,8 +347,8 @@ class LazyWindow:
 
     Why not separate read tasks: neighbouring windows share COG chunks and the scene's open/config keys, so the
     scheduler placed a window's reads where those keys lived, often on a worker busy with a tile; the read, and the
-    tile waiting on it, sat there while the other worker idled (measured in a 16-tile 2-worker run: 1-2 s before most
-    tiles, up to a whole tile before the first). Read in the task, a window needs nothing from any other worker. A plain
+    tile waiting on it, sat there while the other worker idled (seen in task-stream timelines of 2-worker runs, before
+    most tiles). Read in the task, a window needs nothing from any other worker. A plain
     class (not a dataclass or tuple), so that distributed ships the graph as data instead of computing it as a
     dependency.
     """
