@@ -348,9 +348,8 @@ class LazyWindow:
     Why not separate read tasks: neighbouring windows share COG chunks and the scene's open/config keys, so the
     scheduler placed a window's reads where those keys lived, often on a worker busy with a tile; the read, and the
     tile waiting on it, sat there while the other worker idled (seen in task-stream timelines of 2-worker runs, before
-    most tiles). Read in the task, a window needs nothing from any other worker. A plain
-    class (not a dataclass or tuple), so that distributed ships the graph as data instead of computing it as a
-    dependency.
+    most tiles). Read in the task, a window needs nothing from any other worker. A plain class (not a dataclass or
+    tuple), so that distributed ships the graph as data instead of computing it as a dependency.
     """
 
     def __init__(self, pan: Any, ms: Any) -> None:
