@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from trapan_cloud.method import TrapanConfig, fit_prior
+from trapan_cloud.method import Runtime, TrapanConfig, fit_prior
 from trapan_cloud.method.pairs import prepare_pair, resolve_device
 from trapan_cloud.method.stage2 import _Refiner
 from trapan_cloud.samples import load_sample
@@ -93,13 +93,13 @@ def measure(tiles: list[int], steps: int, device_name: str, amp: bool = False) -
         pan = np.tile(s.pan.astype(np.float64), (reps, reps))[:tile, :tile]
         ms = np.tile(s.ms.astype(np.float64), (1, reps, reps))[:, :n, :n]
         base = TrapanConfig.default()
-        cfg = dataclasses.replace(base, base="mtf-glp-fs", dam_steps=10, warmup_steps=0, device=device_name, amp=amp)
-        prior = fit_prior([(pan[:128, :128], ms[:, :32, :32])], sen, cfg)
+        cfg = dataclasses.replace(base, base="mtf-glp-fs", dam_steps=10, warmup_steps=0)
+        prior = fit_prior([(pan[:128, :128], ms[:, :32, :32])], sen, cfg, runtime=Runtime(device=device_name))
         data = prepare_pair(pan, ms, sen, 4, cfg.base, None, device)
         for kind, c in (("fr whole tile", dataclasses.replace(cfg, crop_px=0)),
                         ("rr whole tile", dataclasses.replace(cfg, warmup_crop_px=0)),
                         (f"fr crops {base.batch}×{base.crop_px}²", cfg)):
-            ref = _Refiner(prior, c, data, sen, device, torch.Generator().manual_seed(0))
+            ref = _Refiner(prior, c, data, sen, device, torch.Generator().manual_seed(0), amp)
             sec, flops = time_step(ref, kind.split()[0] if "crops" not in kind else "fr-crops", steps)
             px = tile * tile if "crops" not in kind else min(base.crop_px, tile) ** 2 * base.batch
             if kind.startswith("rr"):

@@ -125,18 +125,9 @@ class TrapanConfig:
     """Stop after this many evaluations without relative improvement above ``min_rel_improvement`` (0 = never)."""
     min_rel_improvement: float = 1e-3
     """Relative improvement of the selection score that resets the patience counter."""
-    trace_indices: bool = False
-    """Record the initial and final HQNR / D_λ^K / D_s of each tile in the trace (costs two metric evaluations)."""
-    device: str = "auto"
-    """"auto" = CUDA when present, else CPU; or "cpu" / "cuda"."""
-    amp: bool = False
-    """bfloat16 autocast for the network on CUDA (ignored on CPU)."""
-    threads: int = 0
-    """torch.set_num_threads value for the computation (0 = leave torch's setting alone)."""
 
     def __post_init__(self) -> None:
-        choices = {"schedule": SCHEDULES, "loss_norm": NORMS, "base": BASES, "selection": SELECTIONS,
-                   "device": DEVICES}
+        choices = {"schedule": SCHEDULES, "loss_norm": NORMS, "base": BASES, "selection": SELECTIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"config.{name}: expected one of {', '.join(allowed)}, found {getattr(self, name)!r}")
@@ -144,7 +135,7 @@ class TrapanConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"config.{name}: expected an integer >= 1, found {getattr(self, name)!r}")
-        for name in ("dam_steps", "warmup_steps", "rao_steps", "crop_px", "warmup_crop_px", "patience", "threads"):
+        for name in ("dam_steps", "warmup_steps", "rao_steps", "crop_px", "warmup_crop_px", "patience"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"config.{name}: expected an integer >= 0, found {getattr(self, name)!r}")
         if not 0.0 <= self.rao_p <= 1.0:
@@ -206,3 +197,24 @@ class TrapanConfig:
         """sha256 of the canonical JSON of the fields (stable across runs; used in manifests and priors)."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the method runs; it never changes what is computed, so it is neither hashed nor checked on
+    resume (a run started on CPU workers may resume on GPUs, or with another thread count)."""
+
+    device: str = "auto"
+    """"auto" = CUDA when present, else CPU; or "cpu" / "cuda"."""
+    amp: bool = False
+    """bfloat16 autocast for the network on CUDA (ignored on CPU)."""
+    threads: int = 0
+    """torch.set_num_threads value for the computation (0 = leave torch's setting alone)."""
+    trace_indices: bool = False
+    """Record the initial and final HQNR / D_λ^K / D_s of each tile in the trace (costs two metric evaluations)."""
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"runtime.device: expected one of {', '.join(DEVICES)}, found {self.device!r}")
+        if int(self.threads) < 0:
+            raise InputError(f"runtime.threads: expected an integer >= 0, found {self.threads!r}")

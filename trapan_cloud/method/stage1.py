@@ -16,7 +16,7 @@ import torch
 from ..errors import InputError
 from ..sensors import Sensor, get_sensor
 from ..validate import check_pair
-from .config import TrapanConfig
+from .config import Runtime, TrapanConfig
 from .losses import masked_norm
 from .networks import DAM, FusionNet
 from .pairs import TILE_MODE, PairData, prepare_pair, resolve_device, rr_crops, torch_threads
@@ -78,7 +78,8 @@ def warm_up(net: FusionNet, data: list[PairData], cfg: TrapanConfig, gen: torch.
 
 
 def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: TrapanConfig | None = None,
-              seed: int = 0, nodata: float | None = None, *, interp_mode: str = TILE_MODE) -> Prior:
+              seed: int = 0, nodata: float | None = None, *, interp_mode: str = TILE_MODE,
+              runtime: Runtime | None = None) -> Prior:
     """Stage 1 on one or more pairs of the same sensor and ratio.
 
     Parameters
@@ -89,6 +90,7 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
     seed : seeds every random draw (initial weights, pixel subset, crops): same seed, same prior.
     nodata : DN marking missing pixels in PAN or MS (never used by a loss), or None.
     interp_mode : boundary of the 23-tap interpolation: "reflect" for tiles, "wrap" for a whole image (toolbox).
+    runtime : device, threads and precision (`Runtime`; default: CUDA when present).
 
     Returns
     -------
@@ -112,8 +114,9 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
         raise InputError(f"pairs: every pair must have the same ratio and band count, found ratios {sorted(ratios)} "
                          f"and band counts {sorted(bands)}")
     ratio, nb = ratios.pop(), bands.pop()
-    with torch_threads(cfg.threads):
-        device = resolve_device(cfg.device)
+    rt = Runtime() if runtime is None else runtime
+    with torch_threads(rt.threads):
+        device = resolve_device(rt.device)
         data = [prepare_pair(p, m, sen, ratio, cfg.base, nodata, device, interp_mode, cfg.clip) for p, m, _ in checked]
         data = [d for d in data if d.valid_ms.sum() > 0]
         if not data:

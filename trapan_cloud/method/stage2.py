@@ -22,7 +22,7 @@ from .. import metrics, physics
 from ..errors import InputError
 from ..sensors import Sensor, get_sensor
 from ..validate import check_pair, validity
-from .config import TrapanConfig
+from .config import Runtime, TrapanConfig
 from .losses import block_mask, dlambda_proxy, ds_proxy, masked_norm
 from .networks import DAM, FusionNet
 from .pairs import (Q_BLOCK, TILE_MODE, PairData, hqnr_window, indices, prepare_pair, resolve_device, rr_crops,
@@ -72,13 +72,13 @@ class _Refiner:
     """The state of one tile's Stage 2: data, networks, kernels, loss functions."""
 
     def __init__(self, prior: Prior, cfg: TrapanConfig, data: PairData, sensor: Sensor, device: torch.device,
-                 gen: torch.Generator) -> None:
+                 gen: torch.Generator, amp: bool = False) -> None:
         self.cfg, self.d, self.gen, self.r = cfg, data, gen, data.ratio
         self.net: FusionNet = prior.fusion_net().to(device)
         self.dam: DAM = prior.dam().to(device)
         nb = prior.bands
         self.k_ms = torch.as_tensor(physics.mtf_kernels(sensor, nb, self.r), dtype=torch.float32, device=device)
-        self.amp = cfg.amp and device.type == "cuda"
+        self.amp = amp and device.type == "cuda"
 
     def forward(self, pan: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
@@ -138,7 +138,8 @@ def _branches(cfg: TrapanConfig, gen: torch.Generator) -> list[str]:
 
 
 def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | None = None,
-                config: TrapanConfig | None = None, *, interp_mode: str = TILE_MODE) -> TileResult:
+                config: TrapanConfig | None = None, *, interp_mode: str = TILE_MODE,
+                runtime: Runtime | None = None) -> TileResult:
     """Stage 2 on one tile, starting from the prior's weights.
 
     Parameters
@@ -150,6 +151,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
     config : overrides ``prior.config`` for Stage 2 (the network shape must match the prior's).
     interp_mode : boundary of the 23-tap interpolation: "reflect" (tile-safe, default) or "wrap" (a whole image scored
         with the toolbox indices, which interpolate with wrap-around).
+    runtime : device, threads, precision and index tracing (`Runtime`); never changes what is computed on one device.
 
     Returns
     -------
@@ -171,11 +173,12 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
     if not valid_pan.any():
         trace.update(stop_reason="all_invalid", seconds=time.perf_counter() - t0)
         return TileResult(np.zeros((m.shape[0],) + p.shape, np.float32), trace)
-    with torch_threads(cfg.threads):
-        device = resolve_device(cfg.device)
+    rt = Runtime() if runtime is None else runtime
+    with torch_threads(rt.threads):
+        device = resolve_device(rt.device)
         data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip)
         gen = torch.Generator().manual_seed(int(seed))
-        ref = _Refiner(prior, cfg, data, sen, device, gen)
+        ref = _Refiner(prior, cfg, data, sen, device, gen, rt.amp)
         trace["base"] = data.base_name
         window = hqnr_window(p.shape, r)
         use_hqnr = cfg.selection == "hqnr" and data.all_valid and min(window) > 0
@@ -207,7 +210,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
             trace["evals"].insert(0, (-1, s_plain))
             if s_plain > best_score:
                 best_score, best_out, best_step = s_plain, plain, -1
-        if cfg.trace_indices and data.all_valid and min(window) > 0:
+        if rt.trace_indices and data.all_valid and min(window) > 0:
             trace["initial"] = indices(first, p, m, sen, r)
         opt = torch.optim.Adam(ref.net.parameters(), lr=cfg.lr)
         branches = _branches(cfg, gen)
@@ -244,7 +247,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
                 break
         trace.update(steps_run=step, stop_reason=stop_reason, selected_step=best_step,
                      seconds=time.perf_counter() - t0, device=str(device))
-        if cfg.trace_indices and data.all_valid and min(window) > 0:
+        if rt.trace_indices and data.all_valid and min(window) > 0:
             trace["final"] = indices(best_out, p, m, sen, r)
     fused = best_out.astype(np.float32)
     fused[:, ~valid_pan] = 0.0
