@@ -208,6 +208,68 @@ def test_rao_branch_frequency_follows_p():
     assert seq == ["rr"] * 2 + ["fr"] * 6
 
 
+def test_annealed_rao_moves_the_rr_share_from_rao_p_to_rao_p_end():
+    n = 4000
+    br = _branches(dataclasses.replace(FAST, schedule="rao", rao_p=0.9, rao_p_end=0.1, rao_steps=n),
+                   torch.Generator().manual_seed(0))
+    first, last = br[: n // 10].count("rr") / (n // 10), br[-n // 10:].count("rr") / (n // 10)
+    # the mean p over the first (last) tenth is 0.86 (0.14); 4 binomial sd of 400 draws is 0.07
+    assert abs(first - 0.86) < 0.07 and abs(last - 0.14) < 0.07
+    constant = dataclasses.replace(FAST, schedule="rao", rao_p=0.3, rao_steps=50)
+    assert _branches(constant, torch.Generator().manual_seed(1)) == _branches(
+        dataclasses.replace(constant, rao_p_end=0.3), torch.Generator().manual_seed(1))
+
+
+def test_holdout_rows_are_never_trained_on(pair):
+    from trapan_cloud.method.pairs import rr_crops
+
+    sen = get_sensor("WV2")
+    d = prepare_pair(*pair, sen, 4, "lms", None, torch.device("cpu"), holdout=0.25)
+    h = d.ms_rr_target.shape[-2]
+    assert d.holdout_rows() == h // 4 and d.rr_train_rows == h - h // 4
+    # mark every held-out target pixel: no training crop may ever contain one
+    marked = dataclasses.replace(d, ms_rr_target=d.ms_rr_target.clone())
+    marked.ms_rr_target[..., d.rr_train_rows:, :] = -1.0
+    gen = torch.Generator().manual_seed(0)
+    for size in (0, 8, 16, h):
+        for _ in range(50):
+            _, _, target, _ = rr_crops(marked, size, 3, gen)
+            assert target.min() >= 0
+
+
+def test_holdout_selection_keeps_the_network_with_the_lowest_held_out_error(prior, pair):
+    cfg = dataclasses.replace(FAST, holdout=0.25, selection="holdout", eval_every=3, patience=0)
+    res = refine_tile(prior, *pair, seed=5, config=cfg)
+    scores = dict(res.trace["evals"])
+    assert set(scores) == {-1, 0, 3, 6, 9, 12}
+    assert res.trace["selected_step"] == max(scores, key=scores.get)
+    again = refine_tile(prior, *pair, seed=5, config=cfg)
+    assert np.array_equal(res.fused, again.fused)
+    # patience 1 with no tolerance for anything but a strict gain stops at the first evaluation that does not improve
+    stop = refine_tile(prior, *pair, seed=5, config=dataclasses.replace(cfg, patience=1, min_rel_improvement=10.0))
+    assert stop.trace["stop_reason"] == "plateau" and stop.trace["steps_run"] == 3
+
+
+def test_holdout_selection_on_a_pair_too_small_to_spare_rows_falls_back_to_the_last_step():
+    s = load_sample("sn6-1").crop("tiny", 40, 40, 4)  # a 16² PAN: its RR pair has 4 rows, a fifth of which is none
+    pan, ms = s.pan.astype(np.float64), s.ms.astype(np.float64)
+    cfg = dataclasses.replace(FAST, holdout=0.2, selection="holdout", crop_px=16, warmup_crop_px=0, batch=1)
+    pr = fit_prior([(pan, ms)], "WV2", cfg)
+    res = refine_tile(pr, pan, ms, config=cfg)
+    assert res.trace["selection"].startswith("last") and res.trace["selected_step"] == cfg.rao_steps
+
+
+def test_prior_steps_train_the_shared_network_jointly_and_deterministically(pair):
+    other = load_sample("sn6-1").crop("u", 80, 60, 32)
+    pairs = [pair, (other.pan.astype(np.float64), other.ms.astype(np.float64))]
+    plain = fit_prior(pairs, "WV2", FAST, seed=2)
+    amortised = fit_prior(pairs, "WV2", dataclasses.replace(FAST, prior_steps=6), seed=2)
+    again = fit_prior(pairs, "WV2", dataclasses.replace(FAST, prior_steps=6), seed=2)
+    assert all(torch.equal(plain.dam_state[k], amortised.dam_state[k]) for k in plain.dam_state)  # same Stage 1a
+    assert any(not torch.equal(plain.net_state[k], amortised.net_state[k]) for k in plain.net_state)
+    assert all(torch.equal(again.net_state[k], amortised.net_state[k]) for k in plain.net_state)
+
+
 def test_rr_only_and_fr_only_runs_use_one_branch(prior, pair):
     for p, branch in ((1.0, "rr"), (0.0, "fr")):
         tr = refine_tile(prior, *pair, config=dataclasses.replace(FAST, schedule="rao", rao_p=p, rao_steps=4)).trace

@@ -60,7 +60,7 @@ from ..errors import InputError
 
 CLASSICAL_BASES = ("mtf-glp-fs", "exp", "bt-h", "gsa", "mtf-glp-hpm")
 BASES = ("lms", "auto") + CLASSICAL_BASES
-SELECTIONS = ("hqnr", "fr_loss", "last")
+SELECTIONS = ("hqnr", "fr_loss", "last", "holdout")
 SCHEDULES = ("rao", "sequential", "sum")
 NORMS = ("mse", "l1")
 DEVICES = ("auto", "cpu", "cuda")
@@ -90,6 +90,8 @@ class TrapanConfig:
     """Maximum number of Stage-2 steps (adaptive stopping may end earlier)."""
     rao_p: float = 0.5
     """Probability that a Stage-2 step is the reduced-resolution supervised branch (1 = RR only, 0 = FR only)."""
+    rao_p_end: float = -1.0
+    """RAO probability at the last step, reached linearly from ``rao_p`` (-1 = ``rao_p`` throughout)."""
     schedule: str = "rao"
     """Stage-2 loss schedule: "rao" (random alternation), "sequential" (all RR steps first, then FR: ZS-Pan-like),
     "sum" (RR + FR losses summed at every step: G-ZAP-like)."""
@@ -114,6 +116,12 @@ class TrapanConfig:
     base: str = "lms"
     """Image the network refines: "lms" (23-tap upsampled MS, the paper), a classical method's result, or "auto":
     the classical result with the best HQNR on the pair itself (MTF-GLP-FS where HQNR cannot be computed)."""
+    holdout: float = 0.0
+    """Share of the reduced-resolution pair's rows (a bottom strip) never trained on, in either stage; with
+    ``selection="holdout"`` its error picks the checkpoint and decides stopping (0 = no holdout)."""
+    prior_steps: int = 0
+    """Stage-2 steps run jointly on all of the prior's sample pairs before the prior is shipped (amortised Stage 2:
+    what every tile would otherwise relearn); 0 = the prior is the warmed-up network."""
     clip: bool = False
     """Clip the output to [0, sensor max DN]."""
     selection: str = "fr_loss"
@@ -135,11 +143,17 @@ class TrapanConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"config.{name}: expected an integer >= 1, found {getattr(self, name)!r}")
-        for name in ("dam_steps", "warmup_steps", "rao_steps", "crop_px", "warmup_crop_px", "patience"):
+        for name in ("dam_steps", "warmup_steps", "rao_steps", "crop_px", "warmup_crop_px", "patience", "prior_steps"):
             if int(getattr(self, name)) < 0:
                 raise InputError(f"config.{name}: expected an integer >= 0, found {getattr(self, name)!r}")
         if not 0.0 <= self.rao_p <= 1.0:
             raise InputError(f"config.rao_p: expected a probability in [0, 1], found {self.rao_p!r}")
+        if not (self.rao_p_end == -1.0 or 0.0 <= self.rao_p_end <= 1.0):
+            raise InputError(f"config.rao_p_end: expected a probability in [0, 1] or -1, found {self.rao_p_end!r}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise InputError(f"config.holdout: expected a share in [0, 1), found {self.holdout!r}")
+        if self.selection == "holdout" and self.holdout <= 0:
+            raise InputError("config.selection: 'holdout' needs config.holdout > 0 (the share of rows held out)")
         for name in ("dam_lr", "warmup_lr", "lr"):
             if not getattr(self, name) > 0:
                 raise InputError(f"config.{name}: expected a learning rate > 0, found {getattr(self, name)!r}")

@@ -44,6 +44,7 @@ class PairData:
     valid_pan, valid_ms : 1 where every band of the pixel is valid, at PAN and MS scale.
     pan_rr, base_rr, ms_rr_target, valid_rr : the reduced-resolution pair (Wald protocol): inputs at MS scale and
         the MS (cropped to a multiple of the ratio) as the target.
+    rr_train_rows : rows of the RR pair training may use; the rows below are the held-out strip (``holdout``).
     q_low : ``(1, B, H//32, W//32)`` per-block UQI of (LMS_b, PAN_LP), the D_s reference.
     dam_target : MTF-PAN-filtered PAN decimated at the interp23tap phase, ``(1, 1, h, w)``: what the DAM learns.
     """
@@ -64,6 +65,11 @@ class PairData:
     ratio: int
     all_valid: bool
     base_name: str
+    rr_train_rows: int
+
+    def holdout_rows(self) -> int:
+        """Rows of the held-out strip at the bottom of the RR pair (0 = nothing held out)."""
+        return self.ms_rr_target.shape[-2] - self.rr_train_rows
 
 
 def fill_invalid(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -121,9 +127,10 @@ def base_image(name: str, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio
 
 
 def prepare_pair(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, base: str, nodata: float | None,
-                 device: torch.device, mode: str = TILE_MODE, clip: bool = False) -> PairData:
+                 device: torch.device, mode: str = TILE_MODE, clip: bool = False, holdout: float = 0.0) -> PairData:
     """All tensors of one validated DN pair (pan (H, W), ms (B, h, w)); ``mode`` = interpolation boundary, ``clip``
-    whether outputs will be clipped (matters for ``base="auto"``)."""
+    whether outputs will be clipped (matters for ``base="auto"``), ``holdout`` the share of the RR pair's rows kept
+    out of training (none when the pair is too small to spare a row and keep one)."""
     valid_pan, valid_ms = validity(pan, ms, ratio, nodata)
     pan_f = fill_invalid(pan, valid_pan)
     ms_f = fill_invalid(ms, valid_ms)
@@ -151,17 +158,26 @@ def prepare_pair(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, ba
         pan_lp=t_pan_lp, valid_pan=_t(valid_pan, 1.0, dev), valid_ms=_t(valid_ms, 1.0, dev),
         pan_rr=_t(pan_lr, scale, dev), base_rr=_t(base_rr, scale, dev), ms_rr_target=_t(ms_c, scale, dev),
         valid_rr=_t(valid_ms[:h, :w], 1.0, dev), q_low=q_low.to(dev), dam_target=_t(dam_target, scale, dev),
-        ratio=ratio, all_valid=bool(valid_pan.all()), base_name=base,
+        ratio=ratio, all_valid=bool(valid_pan.all()), base_name=base, rr_train_rows=h - held_out_rows(h, holdout),
     )
+
+
+def held_out_rows(h: int, share: float) -> int:
+    """Rows of an ``h``-row RR pair held out for ``share`` (at least one training row is kept).
+
+    >>> held_out_rows(128, 0.25), held_out_rows(16, 0.25), held_out_rows(3, 0.25), held_out_rows(128, 0.0)
+    (32, 4, 0, 0)
+    """
+    return min(int(h * share), h - 1) if share > 0 else 0
 
 
 def rr_crops(data: PairData, size: int, batch: int, gen: torch.Generator
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``batch`` aligned random crops (MS-scale side ``size``; 0 = whole image) of the RR pair:
+    """``batch`` aligned random crops (MS-scale side ``size``; 0 = whole image) of the RR pair's training rows:
     (pan_rr, base_rr, target, valid)."""
-    h, w = data.ms_rr_target.shape[-2:]
+    h, w = data.rr_train_rows, data.ms_rr_target.shape[-1]
     if size <= 0 or (size >= h and size >= w):
-        return data.pan_rr, data.base_rr, data.ms_rr_target, data.valid_rr
+        return tuple(t[..., :h, :] for t in (data.pan_rr, data.base_rr, data.ms_rr_target, data.valid_rr))
     sy, sx = min(size, h), min(size, w)
     ys = torch.randint(0, h - sy + 1, (batch,), generator=gen).tolist()
     xs = torch.randint(0, w - sx + 1, (batch,), generator=gen).tolist()

@@ -1,7 +1,8 @@
 """Stage 1 of TRA-PAN: Degradation-Aware Modeling (DAM) and the reduced-resolution warm-up (TRAPAN.md §4.2-4.3).
 
 `fit_prior` runs once per scene on a sample of its tiles (or on the one pair of `pansharpen_pair`) and returns a
-`Prior` that every tile's Stage 2 starts from.
+`Prior` that every tile's Stage 2 starts from. With ``prior_steps`` it also runs Stage 2 jointly on the sample pairs
+(amortised Stage 2), so each tile needs fewer steps of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .losses import masked_norm
 from .networks import DAM, FusionNet
 from .pairs import TILE_MODE, PairData, prepare_pair, resolve_device, rr_crops, torch_threads
 from .prior import Prior
+from .stage2 import _Refiner, train_jointly
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +119,8 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
     rt = Runtime() if runtime is None else runtime
     with torch_threads(rt.threads):
         device = resolve_device(rt.device)
-        data = [prepare_pair(p, m, sen, ratio, cfg.base, nodata, device, interp_mode, cfg.clip) for p, m, _ in checked]
+        data = [prepare_pair(p, m, sen, ratio, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout)
+                for p, m, _ in checked]
         data = [d for d in data if d.valid_ms.sum() > 0]
         if not data:
             raise InputError(f"pairs: no valid pixel in any pair (nodata={nodata}); cannot fit a prior")
@@ -125,6 +128,9 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
         dam = _fit_dam(data, nb, cfg, gen, device)
         net = FusionNet(nb, cfg.width, cfg.depth, cfg.last_init_scale, generator=gen).to(device)
         warm_up(net, data, cfg, gen)
+        if cfg.prior_steps:
+            refiners = [_Refiner(net, dam, cfg, d, sen, device, gen, rt.amp) for d in data]
+            train_jointly(refiners, cfg.prior_steps, cfg, gen)
     return Prior(
         dam_state={k: v.detach().cpu() for k, v in dam.state_dict().items()},
         net_state={k: v.detach().cpu() for k, v in net.state_dict().items()},

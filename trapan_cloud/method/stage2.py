@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,12 +71,11 @@ class _FRBatch:
 class _Refiner:
     """The state of one tile's Stage 2: data, networks, kernels, loss functions."""
 
-    def __init__(self, prior: Prior, cfg: TrapanConfig, data: PairData, sensor: Sensor, device: torch.device,
-                 gen: torch.Generator, amp: bool = False) -> None:
+    def __init__(self, net: FusionNet, dam: DAM, cfg: TrapanConfig, data: PairData, sensor: Sensor,
+                 device: torch.device, gen: torch.Generator, amp: bool = False) -> None:
         self.cfg, self.d, self.gen, self.r = cfg, data, gen, data.ratio
-        self.net: FusionNet = prior.fusion_net().to(device)
-        self.dam: DAM = prior.dam().to(device)
-        nb = prior.bands
+        self.net, self.dam = net, dam
+        nb = data.ms.shape[1]
         self.k_ms = torch.as_tensor(physics.mtf_kernels(sensor, nb, self.r), dtype=torch.float32, device=device)
         self.amp = amp and device.type == "cuda"
 
@@ -120,6 +119,22 @@ class _Refiner:
         return loss
 
     @torch.no_grad()
+    def holdout_loss(self, plain: bool = False) -> float:
+        """Reduced-resolution error on the held-out strip (never trained on); ``plain``: of the base image itself."""
+        d, rows = self.d, self.d.rr_train_rows
+        pred = d.base_rr if plain else self.forward(d.pan_rr, d.base_rr)
+        return masked_norm(pred[..., rows:, :] - d.ms_rr_target[..., rows:, :], d.valid_rr[..., rows:, :],
+                           self.cfg.loss_norm).item()
+
+    def step_loss(self, branch: str) -> torch.Tensor:
+        """The loss of one Stage-2 step of ``branch`` ("rr", "fr" or "sum")."""
+        if branch == "rr":
+            return self.rr_loss()
+        if branch == "fr":
+            return self.fr_loss(self.fr_batch())
+        return self.rr_loss() + self.fr_loss(self.fr_batch())
+
+    @torch.no_grad()
     def infer(self) -> torch.Tensor:
         """The whole tile, normalised ``(1, B, H, W)``."""
         return self.forward(self.d.pan, self.d.base)
@@ -134,7 +149,25 @@ def _branches(cfg: TrapanConfig, gen: torch.Generator) -> list[str]:
         n_rr = round(cfg.rao_p * T)
         return ["rr"] * n_rr + ["fr"] * (T - n_rr)
     draws = torch.rand(T, generator=gen).tolist()
-    return ["rr" if u < cfg.rao_p else "fr" for u in draws]
+    end = cfg.rao_p if cfg.rao_p_end < 0 else cfg.rao_p_end
+    probs = [cfg.rao_p + (end - cfg.rao_p) * t / max(T - 1, 1) for t in range(T)]
+    return ["rr" if u < p else "fr" for u, p in zip(draws, probs)]
+
+
+def train_jointly(refiners: list[_Refiner], steps: int, cfg: TrapanConfig, gen: torch.Generator) -> list[float]:
+    """``steps`` Stage-2 steps of one network shared by ``refiners`` (a random pair each step): the amortised
+    Stage 2 that `fit_prior` runs on a scene's sample pairs (``prior_steps``). Returns the losses."""
+    net = refiners[0].net
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    losses = []
+    for branch in _branches(replace(cfg, rao_steps=steps), gen):
+        ref = refiners[int(torch.randint(len(refiners), (1,), generator=gen))]
+        loss = ref.step_loss(branch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
 
 
 def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | None = None,
@@ -176,9 +209,9 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
     rt = Runtime() if runtime is None else runtime
     with torch_threads(rt.threads):
         device = resolve_device(rt.device)
-        data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip)
+        data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout)
         gen = torch.Generator().manual_seed(int(seed))
-        ref = _Refiner(prior, cfg, data, sen, device, gen, rt.amp)
+        ref = _Refiner(prior.fusion_net().to(device), prior.dam().to(device), cfg, data, sen, device, gen, rt.amp)
         trace["base"] = data.base_name
         window = hqnr_window(p.shape, r)
         use_hqnr = cfg.selection == "hqnr" and data.all_valid and min(window) > 0
@@ -199,52 +232,63 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
             with torch.no_grad():
                 return -ref.fr_loss(whole, fused).item()
 
-        first = to_dn(ref.infer())
-        best_score, best_out, best_step = (score(first), first, 0) if cfg.selection != "last" else (None, first, 0)
+        holdout = cfg.selection == "holdout" and data.holdout_rows() > 0
+        if cfg.selection == "holdout" and not holdout:
+            trace["selection"] = "last (the tile's reduced-resolution pair is too small to hold rows out)"
+        selecting = cfg.selection in ("hqnr", "fr_loss") or holdout
+
+        def candidate() -> tuple[float, Any]:
+            """Score (higher is better) of the network now, and what to keep if it is the best so far: the
+            state dict (holdout: scored at reduced resolution, inferred once at the end) or the tile in DN."""
+            if holdout:
+                return -ref.holdout_loss(), {k: v.detach().clone() for k, v in ref.net.state_dict().items()}
+            out = to_dn(ref.infer())
+            return score(out), out
+
+        best_score, best_out, best_step = None, None if selecting else to_dn(ref.infer()), 0
+        if selecting:
+            best_score, best_out = candidate()
         trace["evals"].append((0, best_score))
-        if cfg.selection != "last":
+        if selecting:
             # The base image itself (the network with a zero residual) is a candidate too, step -1: the warm-up
-            # may move the prior away from a base that is already better (Landsat crop in the ablation).
+            # may move the prior away from a base that is already better.
             plain = to_dn(data.base)
-            s_plain = score(plain)
+            s_plain = -ref.holdout_loss(plain=True) if holdout else score(plain)
             trace["evals"].insert(0, (-1, s_plain))
             if s_plain > best_score:
                 best_score, best_out, best_step = s_plain, plain, -1
         if rt.trace_indices and data.all_valid and min(window) > 0:
-            trace["initial"] = indices(first, p, m, sen, r)
+            trace["initial"] = indices(to_dn(ref.infer()), p, m, sen, r)
         opt = torch.optim.Adam(ref.net.parameters(), lr=cfg.lr)
         branches = _branches(cfg, gen)
         stale, stop_reason, step = 0, "max_steps", 0
         for step, branch in enumerate(branches, start=1):
-            if branch == "rr":
-                loss = ref.rr_loss()
-            elif branch == "fr":
-                loss = ref.fr_loss(ref.fr_batch())
-            else:
-                loss = ref.rr_loss() + ref.fr_loss(ref.fr_batch())
+            loss = ref.step_loss(branch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             trace["loss"].append(loss.item())
             trace["branch"].append(branch)
             final = step == len(branches)
-            if cfg.selection == "last":
+            if not selecting:
                 if final:  # nothing to select or stop on: one whole-tile inference, at the end
                     best_out, best_step = to_dn(ref.infer()), step
                     trace["evals"].append((step, None))
                 continue
             if step % cfg.eval_every and not final:
                 continue
-            out = to_dn(ref.infer())
-            s = score(out)
+            s, kept = candidate()
             trace["evals"].append((step, s))
             improved = s > best_score + cfg.min_rel_improvement * abs(best_score)
             if s > best_score:
-                best_score, best_out, best_step = s, out, step
+                best_score, best_out, best_step = s, kept, step
             stale = 0 if improved else stale + 1
             if cfg.patience and stale >= cfg.patience:
                 stop_reason = "plateau"
                 break
+        if isinstance(best_out, dict):  # a held-out-selected network: infer the whole tile once
+            ref.net.load_state_dict(best_out)
+            best_out = to_dn(ref.infer())
         trace.update(steps_run=step, stop_reason=stop_reason, selected_step=best_step,
                      seconds=time.perf_counter() - t0, device=str(device))
         if rt.trace_indices and data.all_valid and min(window) > 0:
