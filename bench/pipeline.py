@@ -1,6 +1,6 @@
 """Pipeline overhead, scaling and memory on CPU, side by side in one run; writes the "pipeline" section of RESULTS.md.
 
-1. Overhead: `pipeline.run` (TRA-PAN, one 1-thread worker) against the same work done in one process
+1. Overhead: `trapan_cloud.run` (TRA-PAN, one 1-thread worker) against the same work done in one process
    (`fit_prior` on the same sample tiles + `refine_tile` on every tile's ext window, torch on 1 thread). Goal <= 1.10.
 2. Speed-up: the same run on 2 workers vs 1. Goal >= 1.8 on 2 cores.
 3. Memory: peak RSS of the worker processes (sampled every 0.1 s) for a scene of 1x and 4x the area (the real
@@ -33,7 +33,8 @@ from _results import write_section  # noqa: E402
 from trapan_cloud.cluster import get_client  # noqa: E402
 from trapan_cloud.method import fit_prior, refine_tile  # noqa: E402
 from trapan_cloud.method.config import TrapanConfig  # noqa: E402
-from trapan_cloud.pipeline import _prior_sample, run, tile_seed  # noqa: E402
+from trapan_cloud.runner import run, tile_seed  # noqa: E402
+from trapan_cloud.runner.prior import prior_sample  # noqa: E402
 from trapan_cloud.samples import load_sample, write_sample_item  # noqa: E402
 from trapan_cloud.scene import open_scene  # noqa: E402
 from trapan_cloud.tiling import plan_tiles  # noqa: E402
@@ -53,7 +54,7 @@ def in_process(pan: np.ndarray, ms: np.ndarray, cfg: TrapanConfig, seed: int) ->
     torch.set_num_threads(1)
     plan = plan_tiles(pan.shape, 4, TILE, HALO)
     counts = np.array([t.core_shape[0] * t.core_shape[1] // 16 for t in plan.tiles]).reshape(plan.n_rows, plan.n_cols)
-    sample = _prior_sample(plan, counts, PRIOR_TILES)
+    sample = prior_sample(plan, counts, PRIOR_TILES)
     t0 = time.perf_counter()
     pairs = [(pan[t.ext_slices], ms[(slice(None),) + t.ms_ext_slices]) for t in sample]
     prior = fit_prior(pairs, "WV2", cfg, seed=seed, nodata=0)

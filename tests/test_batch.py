@@ -112,7 +112,7 @@ def test_api_search_runs_the_found_items(first_run, catalog, client):
 
 
 def test_interrupted_store_is_resumed(catalog, client, tmp_path):
-    from trapan_cloud import pipeline
+    from trapan_cloud import runner
     from trapan_cloud.scene import open_scene
     from trapan_cloud.store import open_store
 
@@ -123,7 +123,7 @@ def test_interrupted_store_is_resumed(catalog, client, tmp_path):
         raise KeyboardInterrupt("killed after the first tile")
 
     with pytest.raises(KeyboardInterrupt):
-        pipeline.run(open_scene(item), url, client=client, progress=stop, **RUN)
+        runner.run(open_scene(item), url, client=client, progress=stop, **RUN)
     deadline = time.monotonic() + 30
     while any(client.processing().values()) and time.monotonic() < deadline:  # let the tasks in flight land
         time.sleep(0.2)

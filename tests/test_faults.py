@@ -21,7 +21,7 @@ import rasterio
 
 from trapan_cloud.cluster import MALLOC_ENV, QUIET_CONFIG, get_client
 from trapan_cloud.errors import InputError
-from trapan_cloud.pipeline import resume, run
+from trapan_cloud.runner import resume, run
 from trapan_cloud.samples import load_sample
 from trapan_cloud.scene import open_scene
 from trapan_cloud.store import open_result, open_store
@@ -91,7 +91,7 @@ def test_worker_killed_mid_run_completes_with_identical_output(tmp_path):
 DRIVER = textwrap.dedent("""
     import os, signal, sys
     from trapan_cloud.cluster import get_client
-    from trapan_cloud.pipeline import run
+    from trapan_cloud.runner import run
     from trapan_cloud.scene import open_scene
 
     class KillAfterThree:

@@ -19,7 +19,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from trapan_cloud.cluster import get_client
 from trapan_cloud.errors import InputError, ResumeMismatchError, StoreExistsError
-from trapan_cloud.pipeline import plan_run, run, tile_seed
+from trapan_cloud.runner import plan_run, run, tile_seed
 from trapan_cloud.samples import load_sample
 from trapan_cloud.store import open_result, open_store
 from trapan_cloud.tiling import plan_tiles

@@ -35,10 +35,10 @@ __all__ = (
 _LAZY = {
     "pansharpen": ("trapan_cloud.fusion", "pansharpen"),
     "open_scene": ("trapan_cloud.scene", "open_scene"),
-    "run": ("trapan_cloud.pipeline", "run"),
+    "run": ("trapan_cloud.runner", "run"),
     "run_batch": ("trapan_cloud.batch", "run_batch"),
     "open_result": ("trapan_cloud.store", "open_result"),
-    "RunResult": ("trapan_cloud.pipeline", "RunResult"),
+    "RunResult": ("trapan_cloud.runner", "RunResult"),
     "TrapanConfig": ("trapan_cloud.method.config", "TrapanConfig"),
     "Runtime": ("trapan_cloud.method.config", "Runtime"),
     "Prior": ("trapan_cloud.method.prior", "Prior"),

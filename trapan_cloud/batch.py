@@ -2,10 +2,10 @@
 
 A batch over many scenes must survive being killed and re-run: each item gets its own store
 ``{out_prefix}/{safe item id}.zarr``, so re-running the same batch skips items whose store is complete, resumes
-those whose store is unfinished (only tiles not flagged done are computed, `pipeline.run(resume=True)`), and starts
+those whose store is unfinished (only tiles not flagged done are computed, `runner.run(resume=True)`), and starts
 the rest. One item's failure (a broken asset, a store made with other settings) is recorded and the others go on.
 
-This module sits above `pipeline` (it is a second composition root, like `cli`): nothing imports it but the CLI and
+This module sits above `runner` (it is a second composition root, like `cli`): nothing imports it but the CLI and
 ``trapan_cloud.run_batch``.
 """
 
@@ -249,12 +249,9 @@ def resolve_items(catalog: Any = None, *, items: Any = None, api: str | None = N
 def _store_state(url: str, storage_options: dict | None) -> tuple[str, int | None]:
     """("absent" | "complete" | "incomplete", tiles in the store's plan); a foreign or corrupt store raises
     `ResumeMismatchError`, so an item never writes into data it did not make."""
-    import fsspec
+    from .store import COMPLETE, open_store, output_exists
 
-    from .store import COMPLETE, open_store
-
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    if not fs.exists(path):
+    if not output_exists(url, storage_options):
         return "absent", None
     store = open_store(url, storage_options=storage_options)
     return ("complete" if store.status == COMPLETE else "incomplete"), len(store.plan.tiles)
@@ -262,7 +259,8 @@ def _store_state(url: str, storage_options: dict | None) -> tuple[str, int | Non
 
 def _run_item(item: Any, url: str, shown: str, config: Any, client: Any, storage_options: dict | None,
               run_kwargs: dict[str, Any]) -> ItemOutcome:
-    from . import pipeline
+    from . import runner
+    from .redaction import redact
     from .scene import open_scene
 
     t0 = time.perf_counter()
@@ -275,8 +273,8 @@ def _run_item(item: Any, url: str, shown: str, config: Any, client: Any, storage
             return outcome
         outcome.resumed = state == "incomplete"
         log.info("item %s: %s %s", item.id, "resuming" if outcome.resumed else "writing", shown)
-        result = pipeline.run(open_scene(item), url, config=config, client=client, resume=outcome.resumed,
-                              storage_options=storage_options, **run_kwargs)
+        result = runner.run(open_scene(item), url, config=config, client=client, resume=outcome.resumed,
+                            storage_options=storage_options, **run_kwargs)
         outcome.tiles, outcome.tiles_total = result.tiles_computed, result.tiles_total
         if result.complete:
             outcome.status = "done"
@@ -284,7 +282,7 @@ def _run_item(item: Any, url: str, shown: str, config: Any, client: Any, storage
             first = next(iter(result.errors.values()), "unknown error")
             outcome.error = f"{result.tiles_failed} tile(s) failed, e.g. {first}; re-run the batch to retry them"
     except Exception as exc:  # one item's failure must not stop the others; the message is kept for the report
-        outcome.error = f"{type(exc).__name__}: {exc}"
+        outcome.error = redact(f"{type(exc).__name__}: {exc}")
         log.warning("item %s failed: %s", item.id, outcome.error)
         log.debug("item %s traceback", item.id, exc_info=True)
     finally:
@@ -330,22 +328,15 @@ def run_batch(catalog: Any, out_prefix: str, config: Any = None, client: Any = N
     t0 = time.perf_counter()
     found = resolve_items(catalog, items=items, api=api, collections=collections, bbox=bbox, datetime=datetime,
                           storage_options=storage_options)
-    from .store import redact
+    from .cluster import client_for
+    from .redaction import redact
 
     result = BatchResult(redact(str(out_prefix)))
-    owned = client is None
-    if owned:
-        from .cluster import get_client
-
-        client, owned = get_client(gpu=bool(run_kwargs.get("gpu", False)))
-    try:
+    with client_for(client=client, gpu=bool(run_kwargs.get("gpu", False))) as cluster:
         for n, item in enumerate(found, start=1):
             url = store_url(out_prefix, item.id)
             log.info("item %d/%d: %s", n, len(found), item.id)
-            result.items.append(_run_item(item, url, redact(url), config, client, storage_options, run_kwargs))
-    finally:
-        if owned:  # closing the client also stops the embedded cluster it started
-            client.close()
+            result.items.append(_run_item(item, url, redact(url), config, cluster, storage_options, run_kwargs))
     result.seconds = time.perf_counter() - t0
     log.info("batch: %d done, %d skipped, %d failed", len(result.done), len(result.skipped), len(result.failed))
     return result

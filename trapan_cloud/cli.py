@@ -94,7 +94,7 @@ def _emit(payload: dict, json_out: str | None) -> None:
 
 
 class _TileProgress:
-    """A tqdm-like counter on stderr, advanced by the pipeline once per finished tile (it sets ``total``)."""
+    """A tqdm-like counter on stderr, advanced by the run once per finished tile (it sets ``total``)."""
 
     def __init__(self) -> None:
         self.total: int | None = None
@@ -148,18 +148,18 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
         dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None,
         json_out: str | None) -> None:
     """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store."""
-    from . import pipeline
+    from . import runner
 
     scene = _scene(stac, pan, ms, sensor)
     config = _config(preset, config_file)
     if dry_run:
-        plan = pipeline.plan_run(scene, config=config, tile=tile, overlap=overlap, method=method)
+        plan = runner.plan_run(scene, config=config, tile=tile, overlap=overlap, method=method)
         click.echo(json.dumps(plan, indent=1, default=str))
         return
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
-        result = pipeline.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
+        result = runner.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
                               seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
                               progress=_TileProgress())
     click.echo(result.summary())
@@ -178,11 +178,11 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
 @_friendly
 def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
     """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
-    from . import pipeline
+    from . import runner
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
-        result = pipeline.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
+        result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
     click.echo(result.summary())
     _emit(result.to_dict(), json_out)
 

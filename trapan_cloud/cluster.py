@@ -141,8 +141,12 @@ def get_client(address: str | None = None, *, n_workers: int | None = None, thre
 
 
 @contextlib.contextmanager
-def client_for(address: str | None = None, *, gpu: bool = False) -> Iterator[Client]:
-    """`get_client` as a context: the embedded cluster (if one was started) is closed on exit, a remote one is not."""
+def client_for(address: str | None = None, *, client: Client | None = None, gpu: bool = False) -> Iterator[Client]:
+    """``client`` as is, or `get_client` as a context: an embedded cluster started here is closed on exit (closing
+    its client stops it), a remote one is left running."""
+    if client is not None:
+        yield client
+        return
     client, owned = get_client(address, gpu=gpu)
     try:
         yield client

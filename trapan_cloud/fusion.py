@@ -1,4 +1,4 @@
-"""`pansharpen`: one PAN/MS pair in, one fused image out, by TRA-PAN or a classical method."""
+"""`pansharpen`: one PAN/MS pair in, one fused image out, by TRA-PAN or a classical method (`trapan_cloud.registry`)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .registry import get_method, names
 from .sensors import get_sensor
 from .validate import check_pair
 
-CLASSICAL = ("exp", "bt-h", "mtf-glp-fs", "mtf-glp-hpm", "gsa", "gdal-brovey")
-METHOD_NAMES = ("trapan",) + CLASSICAL
+CLASSICAL = names(classical=True)
+"""Classical method names, in registration order (read by benchmarks)."""
+METHOD_NAMES = names()
+"""Every method `pansharpen` takes."""
 
 
 def pansharpen(pan: Any, ms: Any, sensor: str = "generic", method: str = "trapan", config: Any = None,
@@ -21,18 +23,8 @@ def pansharpen(pan: Any, ms: Any, sensor: str = "generic", method: str = "trapan
     ``method="trapan"`` fits Stage 1 on the pair itself, then refines it with Stage 2 (the one-image use of the paper);
     the classical methods compute in float64, so ``dtype=np.float64`` returns their exact result.
     """
-    key = str(method).lower()
-    if key not in METHOD_NAMES:
-        raise InputError(f"method: unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
+    fn = get_method(str(method).lower())
     sen = get_sensor(sensor)
     p, m, r = check_pair(pan, ms, ratio)
     sen.check_bands(m.shape[0])
-    if key == "trapan":
-        from .method import pansharpen_pair
-
-        fused = pansharpen_pair(p, m, sen, config=config, seed=seed, ratio=r)
-    else:
-        from .baselines import METHODS
-
-        fused = METHODS[key](p, m, sen, r)
-    return np.asarray(fused, dtype=dtype)
+    return np.asarray(fn.fuse_pair(p, m, sen, r, config=config, seed=seed), dtype=dtype)

@@ -11,28 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, StoreExistsError
+from .errors import InputError
+from .qa import evaluation_window
+from .scene.model import as_scene
 from .validate import validity
 
 log = logging.getLogger(__name__)
 
 
 def scene_arrays(scene: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Load an opened scene's PAN (H, W) and MS (B, h, w) into memory as float64 DN."""
-    return np.asarray(scene["pan"].values, dtype=np.float64), np.asarray(scene["ms"].values, dtype=np.float64)
-
-
-def evaluation_window(pan_shape: tuple[int, int], ratio: int) -> tuple[int, int]:
-    """Largest (H, W) from the origin whose sides are multiples of both the 32-px block and the ratio.
-
-    >>> evaluation_window((600, 600), 4)
-    (576, 576)
-    """
-    step = 32 * ratio // math.gcd(32, ratio)
-    H, W = (pan_shape[0] // step) * step, (pan_shape[1] // step) * step
-    if H == 0 or W == 0:
-        raise InputError(f"fused: the image {pan_shape} is smaller than one {step}-px evaluation block")
-    return H, W
+    """Load a scene's (`Scene`, `open_scene` Dataset, ...) PAN (H, W) and MS (B, h, w) into memory as float64 DN."""
+    return as_scene(scene).arrays()
 
 
 def load_fused(path: str) -> np.ndarray:
@@ -55,6 +44,8 @@ def score_full_resolution(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, se
     from .metrics import full_resolution
 
     H, W = evaluation_window(pan.shape, ratio)
+    if H == 0 or W == 0:
+        raise InputError(f"fused: the image {pan.shape} is smaller than one {math.lcm(32, ratio)}-px evaluation block")
     f, p, m = fused[:, :H, :W], pan[:H, :W], ms[:, : H // ratio, : W // ratio]
     scores = full_resolution(f, p, m, sensor, ratio=ratio)
     scores["window_px"] = f"{H}x{W}"
@@ -64,22 +55,22 @@ def score_full_resolution(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, se
 
 def evaluate_fused(scene: Any, fused_path: str) -> dict:
     """Full-resolution indices of a fused image against the scene it was made from (same PAN grid required)."""
-    pan, ms = scene_arrays(scene)
+    sc = as_scene(scene)
+    pan, ms = sc.arrays()
     fused = load_fused(fused_path)
     if fused.shape[1:] != pan.shape or fused.shape[0] != ms.shape[0]:
         raise InputError(f"fused: shape {fused.shape} does not match the scene (bands {ms.shape[0]}, PAN {pan.shape}); "
                          "evaluate needs the fused image on the scene's PAN grid")
-    return score_full_resolution(fused, pan, ms, scene.attrs["sensor"], int(scene.attrs["ratio"]),
-                                 scene.attrs.get("nodata"))
+    return score_full_resolution(fused, pan, ms, sc.meta.sensor, sc.meta.ratio, sc.meta.nodata)
 
 
 def fuse_whole(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, nodata: float | None,
                method: str) -> np.ndarray:
     """A classical method on a whole in-memory pair (PAN (H, W), MS (B, h, w) DN), nodata kept as nodata."""
-    from .baselines import METHODS
+    from .registry import get_method
     from .sensors import get_sensor
 
-    fused = METHODS[method](pan, ms, get_sensor(sensor), ratio)
+    fused = get_method(method).fuse_pair(pan, ms, get_sensor(sensor), ratio, config=None, seed=0)
     if nodata is not None:
         fused[:, ~validity(pan, ms, ratio, nodata)[0]] = nodata
     return fused
@@ -91,15 +82,16 @@ def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -
 
     from .samples import write_cog
     from .sensors import get_sensor
+    from .store import exists_error, output_exists
 
-    if os.path.exists(out) and not overwrite:
-        raise StoreExistsError(f"--out: {out!r} exists; pass --overwrite to replace it")
-    pan, ms = scene_arrays(scene)
-    fused = fuse_whole(pan, ms, scene.attrs["sensor"], int(scene.attrs["ratio"]), scene.attrs.get("nodata"), method)
-    top = get_sensor(scene.attrs["sensor"]).max_dn
-    data = np.clip(np.rint(fused), 0, top).astype(np.uint16)
-    return write_cog(out, data, Affine(*scene.attrs["pan_transform"][:6]), scene.attrs["crs"],
-                     scene.attrs.get("nodata"), tuple(scene.attrs["band_names"]))
+    if output_exists(out) and not overwrite:
+        raise exists_error(out)
+    sc = as_scene(scene)
+    meta = sc.meta
+    pan, ms = sc.arrays()
+    fused = fuse_whole(pan, ms, meta.sensor, meta.ratio, meta.nodata, method)
+    data = np.clip(np.rint(fused), 0, get_sensor(meta.sensor).max_dn).astype(np.uint16)
+    return write_cog(out, data, Affine(*meta.pan_transform), meta.crs, meta.nodata, meta.band_names)
 
 
 def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str | None = None,
@@ -113,35 +105,34 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     then scores the result and every classical baseline with the toolbox's full-resolution indices, and writes a
     quicklook PNG (upsampled MS vs fused) and report.json / report.html.
     """
-    from . import pipeline
+    from . import runner
     from .cluster import client_for
     from .method.config import TrapanConfig
     from .physics import interp23tap
+    from .registry import names
     from .report import FR_KEYS, markdown_table, quicklook_png, write_report
     from .samples import load_sample, write_sample_item
-    from .scene import open_scene
     from .store import open_result
 
     os.makedirs(out_dir, exist_ok=True)
-    item = write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs"))
-    scene = open_scene(item)
+    scene = as_scene(write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs")))
     store = os.path.join(out_dir, "fused.zarr")
     with client_for(scheduler) as client:
-        result = pipeline.run(scene, store, config=getattr(TrapanConfig, preset)(), client=client, tile=tile,
+        result = runner.run(scene, store, config=getattr(TrapanConfig, preset)(), client=client, tile=tile,
                               overwrite=True)
-    pan, ms = scene_arrays(scene)
-    sensor, ratio, nodata = scene.attrs["sensor"], int(scene.attrs["ratio"]), scene.attrs.get("nodata")
+    pan, ms = scene.arrays()
+    sensor, ratio, nodata = scene.meta.sensor, scene.meta.ratio, scene.meta.nodata
     fused = np.asarray(open_result(store)["fused"].values, dtype=np.float64)
     rows: dict[str, dict] = {"trapan (tiled, Dask)": {**score_full_resolution(fused, pan, ms, sensor, ratio, nodata),
                                                       "seconds": float(result.seconds_total)}}
-    for method in ("exp", "bt-h", "mtf-glp-fs", "mtf-glp-hpm", "gsa", "gdal-brovey"):
+    for method in names(classical=True):
         t0 = time.perf_counter()
         other = fuse_whole(pan, ms, sensor, ratio, nodata, method)  # the arrays loaded once above
         seconds = time.perf_counter() - t0
         rows[method] = {**score_full_resolution(other, pan, ms, sensor, ratio, nodata), "seconds": seconds}
     png = quicklook_png(os.path.join(out_dir, "quicklook.png"),
                         {"MS (23-tap upsampled)": interp23tap(ms, ratio), "TRA-PAN fused": fused},
-                        scene.attrs["band_names"], scene.attrs.get("nodata"))
+                        scene.meta.band_names, nodata)
     keys = (*FR_KEYS, "seconds")
     meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "tile_px": tile,
             "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"]}

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ResumeMismatchError, StoreExistsError
+from .redaction import redact
 from .tiling import Tile, TilePlan
 
 logger = logging.getLogger(__name__)
@@ -45,17 +46,6 @@ FORMAT_VERSION = 1
 QA_FIELDS = ("hqnr", "d_lambda_k", "d_s", "steps", "seconds")
 """Default per-tile QA variables."""
 RUNNING, COMPLETE = "running", "complete"
-
-
-def redact(url: str) -> str:
-    """``url`` without any ``user:password@`` part, for messages and logs.
-
-    >>> redact("s3://KEY:SECRET@bucket/out.zarr")
-    's3://***@bucket/out.zarr'
-    >>> redact("/data/out.zarr")
-    '/data/out.zarr'
-    """
-    return re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1***@", str(url))
 
 
 def pixel_centres(origin: float, step: float, n: int) -> np.ndarray:
@@ -100,6 +90,18 @@ def _fs(url: str, storage_options: dict | None) -> tuple[Any, str]:
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
     fs.invalidate_cache()
     return fs, path
+
+
+def output_exists(url: str, storage_options: dict | None = None) -> bool:
+    """Whether anything (a store, a file, a folder) is at ``url``."""
+    fs, path = _fs(str(url), storage_options)
+    return bool(fs.exists(path))
+
+
+def exists_error(url: str) -> StoreExistsError:
+    """The one refusal of an existing output, for every command that writes one."""
+    return StoreExistsError(f"out: {redact(url)} already exists; pass overwrite=True (--overwrite) to replace it, or "
+                            "resume=True (trapan resume) to finish the run that made it")
 
 
 def _open_group(url: str, storage_options: dict | None, mode: str) -> Any:
@@ -175,8 +177,7 @@ def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...]
     fs, path = _fs(url, storage_options)
     if fs.exists(path):
         if not overwrite:
-            raise StoreExistsError(f"out: {shown} already exists; pass overwrite=True (--overwrite) to replace it, or "
-                                   "resume the run that made it (trapan resume)")
+            raise exists_error(url)
         logger.info("overwriting %s", shown)
         fs.rm(path, recursive=True)
 

@@ -75,12 +75,21 @@ def check_pair(pan: Any, ms: Any, ratio: int | None = None) -> tuple[np.ndarray,
     return p, m, r
 
 
+def ms_valid(ms: Any, nodata: float) -> Any:
+    """MS-only validity (h, w): no band equals nodata. Works on numpy and dask arrays alike.
+
+    >>> ms_valid(np.array([[[0, 3]], [[5, 6]]]), 0).tolist()
+    [[False, True]]
+    """
+    return (ms != nodata).all(axis=0)
+
+
 def validity(pan: np.ndarray, ms: np.ndarray, ratio: int, nodata: float | None) -> tuple[np.ndarray, np.ndarray]:
     """Validity at PAN scale (H, W) and MS scale (h, w): a pixel is invalid where PAN == nodata or any MS band ==
     nodata (MS validity expanded to PAN scale; an MS pixel is valid only if its whole PAN footprint is)."""
     if nodata is None:
         return np.ones(pan.shape, bool), np.ones(ms.shape[1:], bool)
-    ms_ok = (ms != nodata).all(axis=0)
+    ms_ok = ms_valid(ms, nodata)
     pan_ok = (pan != nodata) & np.kron(ms_ok, np.ones((ratio, ratio), bool))
     h, w = ms_ok.shape
     ms_ok = pan_ok.reshape(h, ratio, w, ratio).all(axis=(1, 3))

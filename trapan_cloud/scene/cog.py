@@ -1,16 +1,17 @@
 """COG/GeoTIFF access: header metadata with rasterio, lazy dask-backed pixels with rioxarray.
 
 Paths may be local files or any URL GDAL reads (``https://``, ``s3://``, ``gs://``, ``/vsi...``); credentials come from
-the environment (GDAL/AWS variables), never from the path, and `public_href` strips them before anything is recorded.
+the environment (GDAL/AWS variables), never from the path, and `redaction.redact` strips them before anything is
+recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InputError
+from ..redaction import redact
 from .grid import Grid
 
 
@@ -30,26 +31,9 @@ class RasterInfo:
     """Nodata value of the first band, or None."""
 
 
-def public_href(href: str) -> str:
-    """``href`` without user/password, query string or fragment (signed URLs carry keys there).
-
-    >>> public_href("https://user:key@host.org/a/b.tif?X-Amz-Signature=abc#frag")
-    'https://host.org/a/b.tif'
-    >>> public_href("/data/pan.tif")
-    '/data/pan.tif'
-    """
-    parts = urlsplit(str(href))
-    if not parts.scheme or len(parts.scheme) == 1:  # local path (or a Windows drive letter)
-        return str(href)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def _reason(exc: Exception, href: str) -> str:
     """The library's error text with ``href`` (GDAL often echoes it, keys included) replaced by its public form."""
-    return str(exc).replace(str(href), public_href(href))
+    return redact(str(exc).replace(str(href), redact(href)))
 
 
 def read_info(href: str, name: str) -> RasterInfo:
@@ -67,13 +51,13 @@ def read_info(href: str, name: str) -> RasterInfo:
             count, dtype, nodata = src.count, src.dtypes[0], src.nodata
             has_rpcs = bool(src.rpcs) or bool(src.gcps[0])
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{name}: cannot open {public_href(href)!r} as a raster ({_reason(exc, href)}); check the path/URL and, "
+        raise InputError(f"{name}: cannot open {redact(href)!r} as a raster ({_reason(exc, href)}); check the path/URL and, "
                          "for remote files, the GDAL/AWS credentials in the environment") from None
     if crs is None or transform.is_identity:
         if has_rpcs:
-            raise InputError(f"{name}: {public_href(href)!r} is not orthorectified (RPCs/GCPs only, no map grid); "
+            raise InputError(f"{name}: {redact(href)!r} is not orthorectified (RPCs/GCPs only, no map grid); "
                              "orthorectify it first, e.g. gdalwarp -rpc -t_srs EPSG:<utm zone> in.tif out.tif")
-        raise InputError(f"{name}: {public_href(href)!r} has no CRS or geotransform; "
+        raise InputError(f"{name}: {redact(href)!r} has no CRS or geotransform; "
                          "pass a georeferenced GeoTIFF/COG")
     return RasterInfo(href, Grid(crs, transform, shape), count, dtype, nodata)
 
@@ -91,4 +75,4 @@ def open_raster(href: str, chunks: tuple[int, int], name: str) -> Any:
         return rioxarray.open_rasterio(href, chunks={"band": 1, "y": chunks[0], "x": chunks[1]}, lock=False,
                                        masked=False, mask_and_scale=False, cache=False)
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{name}: cannot open {public_href(href)!r} ({_reason(exc, href)})") from None
+        raise InputError(f"{name}: cannot open {redact(href)!r} ({_reason(exc, href)})") from None

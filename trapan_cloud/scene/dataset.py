@@ -6,9 +6,11 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+from ..redaction import redact
 from ..sensors import KNOWN, Sensor, get_sensor
-from .cog import RasterInfo, open_raster, public_href, read_info
+from .cog import RasterInfo, open_raster, read_info
 from .grid import Alignment, align_grids, crs_string, pixel_centres
+from .model import SceneMeta, Source
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -87,15 +89,10 @@ def _open_item(item: Any, sensor: str | Sensor | None, backend: str, pan_asset: 
     chunk = _chunk(chunks, align.ratio)
     load = stac.load_odc if backend == "odc" else stac.load_stackstac
     pan_arr, ms_arr = load(plan, align, chunk)
-    source = {
-        "backend": backend,
-        "item": plan.item.get("id"),
-        "item_href": None if plan.item_href is None else public_href(plan.item_href),
-        "pan_asset": plan.pan_key,
-        "ms_assets": list(plan.ms_keys),
-        "pan": public_href(plan.pan.href),
-        "ms": [public_href(i.href) for i in plan.ms],
-    }
+    source = Source(backend=backend, item=plan.item.get("id"),
+                    item_href=None if plan.item_href is None else redact(plan.item_href),
+                    pan_asset=plan.pan_key, ms_assets=tuple(plan.ms_keys), pan=redact(plan.pan.href),
+                    ms=tuple(redact(i.href) for i in plan.ms))
     return _dataset(pan_arr, ms_arr, plan.sensor, align, plan.pan.grid.crs, value, chunk, source)
 
 
@@ -106,11 +103,11 @@ def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: f
         raise InputError("ms: expected a multi-band COG or a list of single-band COGs, got an empty list")
     pan_info = read_info(pan_href, "pan")
     if pan_info.count != 1:
-        raise InputError(f"pan: {public_href(pan_href)!r} has {pan_info.count} bands; expected a single PAN band")
+        raise InputError(f"pan: {redact(pan_href)!r} has {pan_info.count} bands; expected a single PAN band")
     ms_info = tuple(read_info(h, f"ms[{i}]" if len(ms_hrefs) > 1 else "ms") for i, h in enumerate(ms_hrefs))
-    nbands = _check_ms(ms_info, tuple(public_href(h) for h in ms_hrefs))
+    nbands = _check_ms(ms_info, tuple(redact(h) for h in ms_hrefs))
     sensor.check_bands(nbands)
-    align = align_grids(pan_info.grid, ms_info[0].grid, (public_href(pan_href), public_href(ms_hrefs[0])))
+    align = align_grids(pan_info.grid, ms_info[0].grid, (redact(pan_href), redact(ms_hrefs[0])))
     value = _resolve_nodata(nodata, pan_info, ms_info)
     chunk = _chunk(chunks, align.ratio)
     r = align.ratio
@@ -121,8 +118,7 @@ def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: f
 
     ms_arr = da.concatenate([open_raster(hh, (chunk // r, chunk // r), "ms").data for hh in ms_hrefs], axis=0)
     ms_arr = ms_arr[:, my : my + h, mx : mx + w]
-    source = {"backend": "rioxarray", "item": None, "item_href": None, "pan_asset": None, "ms_assets": None,
-              "pan": public_href(pan_href), "ms": [public_href(hh) for hh in ms_hrefs]}
+    source = Source(backend="rioxarray", pan=redact(pan_href), ms=tuple(redact(hh) for hh in ms_hrefs))
     return _dataset(pan_arr, ms_arr, sensor, align, pan_info.grid.crs, value, chunk, source)
 
 
@@ -162,7 +158,7 @@ def _chunk(chunks: int | None, ratio: int) -> int:
 
 
 def _dataset(pan: Any, ms: Any, sensor: Sensor, align: Alignment, crs: Any, nodata: float | None, chunk: int,
-             source: dict[str, Any]) -> xr.Dataset:
+             source: Source) -> xr.Dataset:
     """Assemble the contract Dataset; blocks are re-aligned so PAN block (i, j) and MS block (i, j) match."""
     import xarray as xr
 
@@ -177,15 +173,7 @@ def _dataset(pan: Any, ms: Any, sensor: Sensor, align: Alignment, crs: Any, noda
             "pan": xr.DataArray(pan, dims=("y", "x"), coords={"y": y, "x": x}),
             "ms": xr.DataArray(ms, dims=("band", "y_ms", "x_ms"), coords={"band": bands, "y_ms": y_ms, "x_ms": x_ms}),
         },
-        attrs={
-            "sensor": sensor.name,
-            "ratio": r,
-            "crs": crs_string(crs),
-            "pan_transform": list(align.pan_transform)[:6],
-            "ms_transform": list(align.ms_transform)[:6],
-            "subpixel_shift_px": list(align.shift_px),
-            "nodata": nodata,
-            "band_names": bands,
-            "source": source,
-        },
+        attrs=SceneMeta(sensor=sensor.name, ratio=r, crs=crs_string(crs), pan_transform=align.pan_transform,
+                        ms_transform=align.ms_transform, band_names=bands, nodata=nodata,
+                        subpixel_shift_px=align.shift_px).to_attrs(source),
     )

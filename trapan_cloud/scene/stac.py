@@ -21,8 +21,9 @@ from urllib.parse import urljoin, urlsplit
 from affine import Affine
 
 from ..errors import InputError
+from ..redaction import redact
 from ..sensors import KNOWN, Sensor, get_sensor, sensor_from_platform
-from .cog import RasterInfo, public_href, read_info
+from .cog import RasterInfo, read_info
 from .grid import Alignment, Grid
 
 PAN_KEYS = frozenset({"pan", "pan_analytic", "panchromatic", "b8", "band_p"})
@@ -91,13 +92,13 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
                 with open(href, encoding="utf-8") as f:
                     text = f.read()
         except (OSError, ImportError, ValueError) as exc:
-            raise InputError(f"item: cannot read the STAC item {public_href(href)!r} ({exc})") from None
+            raise InputError(f"item: cannot read the STAC item {redact(href)!r} ({exc})") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"item: {public_href(href)!r} is not JSON ({exc})") from None
+            raise InputError(f"item: {redact(href)!r} is not JSON ({exc})") from None
         if not isinstance(d, dict) or "assets" not in d:
-            raise InputError(f"item: {public_href(href)!r} is not a STAC item (no 'assets'); "
+            raise InputError(f"item: {redact(href)!r} is not a STAC item (no 'assets'); "
                              "pass one Item (for a catalog or collection use run_batch)")
         return d, href
     raise InputError(f"item: expected a path, URL, dict or pystac.Item, got {type(item).__name__}")
@@ -330,7 +331,7 @@ def asset_info(d: dict[str, Any], key: str, href: str) -> RasterInfo:
     if grid is not None and (grid.shape != info.grid.shape or grid.crs != info.grid.crs
                              or not grid.transform.almost_equals(info.grid.transform, precision=1e-6)):
         raise InputError(f"item {d.get('id')!r}: asset {key!r} metadata says grid {grid.shape} "
-                         f"{tuple(grid.transform)[:6]} but the file {public_href(href)!r} has {info.grid.shape} "
+                         f"{tuple(grid.transform)[:6]} but the file {redact(href)!r} has {info.grid.shape} "
                          f"{tuple(info.grid.transform)[:6]}; fix the item's proj: fields")
     if rbands and "nodata" in rbands[0]:
         nodata = rbands[0]["nodata"]

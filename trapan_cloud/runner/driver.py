@@ -1,0 +1,198 @@
+"""`run`, `resume` and `plan_run`: open → plan → ensure the prior → drive the tiles → finalize.
+
+Everything cheap is checked before a cluster is touched (scene, options, output, resume manifest). The prior is fitted
+once per scene and reaches every worker once, inside the run's `RunContext` plugin. Tiles are independent futures whose
+seeds come from (run seed, tile index), so the output depends on neither the worker count nor the completion order.
+The store's overlap-add runs only when every tile is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..redaction import redact
+from .manifest import RunManifest, check_resume
+from .options import RunOptions
+from .plan import Job, describe, prepare
+from .prior import ensure_prior, scene_dask, valid_counts
+from .result import RunResult, Tally, progress_adapter
+from .scheduling import drive, free_slots, gpu_workers, largest_first
+from .worker import RunContext, TileWork, tile_task, window
+
+log = logging.getLogger(__name__)
+
+
+def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int = 512, overlap: int | None = None,
+        resume: bool = False, *, method: str | Callable[..., Any] = "trapan", seed: int = 0, gpu: bool = False,
+        overwrite: bool = False, dtype: str = "uint16", zarr_format: int = 3, storage_options: dict | None = None,
+        prior_tiles: int = 4, progress: Any = None, dry_run: bool = False, runtime: Any = None,
+        options: RunOptions | None = None) -> RunResult:
+    """Pansharpen a whole scene tile by tile on Dask into a georeferenced, resumable Zarr store.
+
+    ``scene``: a `Scene`, an `open_scene` Dataset or anything `open_scene` accepts; ``out``: a path or fsspec URL;
+    ``client``: a `distributed.Client` (None: an embedded cluster, closed at the end); ``progress``: a tqdm-like object,
+    a wrapper such as ``tqdm`` or a callable, advanced once per finished tile. The other keywords are the `RunOptions`
+    fields of the same meaning (``tile`` is ``tile_px``, ``overlap`` is ``halo_px``); ``options`` replaces them all.
+    """
+    opts = options or RunOptions(config=config, tile_px=tile, halo_px=overlap, resume=resume, method=method,
+                                 seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=zarr_format,
+                                 storage_options=storage_options, prior_tiles=prior_tiles, runtime=runtime,
+                                 dry_run=dry_run)
+    t_start, seconds = time.perf_counter(), {}
+    out = str(out)
+    job = prepare(scene, opts)
+    n_total = len(job.plan.tiles)
+    if opts.dry_run:
+        return RunResult(out, n_total, 0, 0, 0, 0, seconds={"total": time.perf_counter() - t_start})
+    stored = _existing_store(out, job.manifest, opts)
+    from ..cluster import client_for
+
+    with client_for(client=client, gpu=opts.gpu) as cluster:
+        if opts.gpu and gpu_workers(cluster) == 0:
+            raise InputError("gpu: no worker of this cluster advertises the resource GPU; start workers with "
+                             "`dask worker ... --resources GPU=1` or drop gpu")
+        with _timed(seconds, "scan"):
+            counts = valid_counts(job, cluster)
+        with _timed(seconds, "prior"):
+            prior_bytes, prior_hash = ensure_prior(job, cluster, opts, counts, stored)
+        store = stored or _create_store(out, job, opts, prior_bytes, prior_hash)
+        n_before = int(np.asarray(store.done(), dtype=bool).sum())
+        with _timed(seconds, "tiles"):
+            tally = drive_tiles(job, cluster, store, opts, prior_bytes, progress)
+        with _timed(seconds, "finalize"):
+            complete = _finalize(store, job, tally.errors)
+    seconds["total"] = time.perf_counter() - t_start
+    return tally.result(out, n_total, n_before, seconds, prior_hash, complete)
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the wall seconds of a phase."""
+    t0 = time.perf_counter()
+    yield
+    seconds[phase] = time.perf_counter() - t0
+
+
+def _existing_store(out: str, manifest: RunManifest, opts: RunOptions) -> Any:
+    """The store to resume into (its manifest checked against ``manifest``), or None for a new run; refuses an
+    existing output without ``overwrite`` or ``resume``."""
+    from ..store import exists_error, open_store, output_exists
+
+    if not output_exists(out, opts.storage()):
+        return None
+    if not opts.resume:
+        if not opts.overwrite:
+            raise exists_error(out)
+        return None
+    store = open_store(out, storage_options=opts.storage())
+    stored = RunManifest.from_dict(store.manifest, where=redact(out))
+    check_resume(stored, manifest.with_prior(stored.prior_hash), redact(out))
+    return store
+
+
+def _create_store(out: str, job: Job, opts: RunOptions, prior_bytes: bytes | None, prior_hash: str | None) -> Any:
+    """A new store for the run, holding its manifest and prior."""
+    from ..store import create_store
+
+    m = job.manifest.with_prior(prior_hash)
+    store = create_store(out, plan=job.plan, bands=m.bands, crs=m.grid.crs, transform=m.grid.pan_transform,
+                         manifest=m.to_dict(), dtype=opts.dtype, nodata=job.nodata, zarr_format=opts.zarr_format,
+                         storage_options=opts.storage(), overwrite=opts.overwrite)
+    if prior_bytes is not None:
+        store.save_prior(prior_bytes, prior_hash)
+    return store
+
+
+def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes: bytes | None,
+                progress: Any) -> Tally:
+    """Compute every tile not marked done (`scheduling.drive`), the run's context shipped once to each worker."""
+    done = np.asarray(store.done(), dtype=bool)
+    todo = largest_first(t for t in job.plan.tiles if not done[t.row, t.col])
+    log.info("%d tile(s) in the plan, %d already done, %d to compute", len(job.plan.tiles), int(done.sum()),
+             len(todo))
+    name = f"trapan-run-{uuid.uuid4().hex[:12]}"
+    work = TileWork(store.url, opts.storage(), job.plan, job.method, job.sensor, job.nodata, int(opts.seed),
+                    job.config, opts.runtime, prior_bytes)
+    client.register_plugin(RunContext(name, work), name=name)
+    pan, ms = scene_dask(job)
+
+    def submit(t: Any) -> Any:
+        return client.submit(tile_task, name, t.index, window(pan, ms, t), key=f"trapan-tile-{t.index}-{name}",
+                             resources=opts.resources, retries=1, pure=False)
+
+    tally = Tally()
+    try:
+        finished, tick = progress_adapter(progress, drive(todo, submit, lambda: free_slots(client, opts.gpu)),
+                                          len(todo))
+        for t, f in finished:
+            if f.status == "finished":
+                tally.add(f.result())
+            else:
+                tally.errors[t.index] = redact(_failure(f))
+                log.warning("tile %d (core %s) failed: %s", t.index, t.core, tally.errors[t.index])
+            f.release()
+            tick()
+    finally:
+        client.unregister_worker_plugin(name)
+    return tally
+
+
+def _failure(future: Any) -> str:
+    """``Type: message`` of a failed or cancelled future."""
+    try:
+        exc: BaseException = future.exception()
+    except BaseException as cancelled:  # noqa: BLE001 - a cancelled future has no exception to give
+        exc = cancelled
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finalize(store: Any, job: Job, errors: dict[int, str]) -> bool:
+    """Record the failures (clearing earlier ones that now succeeded) and blend when every tile is done."""
+    store.record_failures(errors)
+    if errors:
+        log.warning("%d tile(s) failed; the store is not finalised: run `trapan resume %s` to retry them",
+                    len(errors), redact(store.url))
+        return False
+    store.finalize(job.plan)
+    return True
+
+
+def plan_run(scene: Any, out: str | None = None, config: Any = None, tile: int = 512, overlap: int | None = None, *,
+             method: str | Callable[..., Any] = "trapan", seed: int = 0, dtype: str = "uint16", zarr_format: int = 3,
+             prior_tiles: int = 4) -> dict[str, Any]:
+    """The plan of a run without running it (``trapan run --dry-run``): tiles, halo, memory per task, steps per tile.
+
+    Validates exactly what `run` validates, opens no cluster and writes nothing.
+    """
+    opts = RunOptions(config=config, tile_px=tile, halo_px=overlap, method=method, seed=seed, dtype=dtype,
+                      zarr_format=zarr_format, prior_tiles=prior_tiles)
+    return describe(prepare(scene, opts), out)
+
+
+def resume(out: str, client: Any = None, storage_options: dict | None = None, progress: Any = None,
+           gpu: bool = False, runtime: Any = None) -> RunResult:
+    """Finish an interrupted run from its store alone: re-open the inputs the manifest names, compute the tiles not
+    marked done, blend. ``runtime`` may differ from the one the run started with (it changes no output)."""
+    from ..registry import get_method
+    from ..scene.model import Source
+    from ..store import open_store
+
+    m = RunManifest.from_dict(open_store(out, storage_options=storage_options).manifest, where=redact(out))
+    if ":" in m.method:
+        raise InputError(f"out: the run in {redact(out)!r} used a Python callable ({m.method!r}); resume it with "
+                         "run(scene, out, method=<the callable>, resume=True)")
+    method = get_method(m.method, tiled=True)
+    opts = RunOptions(config=method.load_config(m.config), tile_px=m.tiling["tile_px"],
+                      halo_px=m.tiling["halo_px"], resume=True, method=method, seed=m.seed, gpu=gpu, dtype=m.dtype,
+                      zarr_format=m.zarr_format, storage_options=storage_options, prior_tiles=m.prior_tiles or 4,
+                      runtime=runtime)
+    return run(Source.from_dict(m.inputs).reopen(m.sensor, m.nodata), out, client=client, progress=progress,
+               options=opts)
