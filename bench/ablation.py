@@ -1,116 +1,141 @@
-"""TRA-PAN ablation on the bench crops → bench/RESULTS.md, section "ablation".
+"""TRA-PAN ablation and quality-per-compute front on the four bench crops, 3 seeds → bench/RESULTS.md "ablation".
 
-    .venv/bin/python bench/ablation.py                      # every variant on SN6-t2
-    .venv/bin/python bench/ablation.py --crops SN6-t2,SN6-t3 --steps 100
+    .venv/bin/python bench/ablation.py                 # every variant, every crop, seeds 0-2
+    .venv/bin/python bench/ablation.py --only "RAO p" --seeds 0,1,2
 
-Every variant changes one knob of ``TrapanConfig.default()`` (TRAPAN.md §10) and runs the one-pair use
-(`pansharpen_pair`'s steps: Stage 1 on the pair, then Stage 2, toolbox wrap boundary) with one seed, at both
-resolutions: the toolbox-exact full-resolution indices (HQNR, D_λ^K, D_s) of the fusion of the original pair, and the
-Wald-protocol Q2n of the fusion of the degraded pair against the original MS. Both are needed: HQNR has no reference
-and can be raised by moving away from the truth (the index-shaped losses did), Q2n has one. The quality of
-``default()`` against every classical method on every crop is ``bench/quality.py``'s table.
+Every variant changes knobs of one reference (`REFERENCE`: the shipped ``default()`` until 2026-12-04, which summed
+the RR and FR losses at every step) and runs the one-pair use (Stage 1 on the pair, then Stage 2, toolbox wrap
+boundary) through `_trials`: Wald-protocol RR indices of the fusion of the degraded pair, full-resolution HQNR and the
+reprojection indices of the fusion of the original pair, Stage-2 GFLOP per output megapixel (counted) and CPU seconds
+per megapixel. Every cell is the mean ± sd over the seeds; a variant is compared with the reference by `_trials.better`
+(paired by seed). The front lists the variants no other variant beats on cost, RR Q2n and FR HQNR at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
+import warnings
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402
-from quality import rr_cut  # noqa: E402
+from _trials import Trial, better, fmt, rescore, run_all, stats  # noqa: E402
 
-from trapan_cloud import metrics  # noqa: E402
-from trapan_cloud.method import TrapanConfig, fit_prior, refine_tile  # noqa: E402
-from trapan_cloud.samples import Sample, bench_crops  # noqa: E402
+from trapan_cloud.method import TrapanConfig  # noqa: E402
 
-INDEX_TERMS = {"lambda_dl": 1.0, "lambda_ds": 1.0}
-VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "no warm-up": {"warmup_steps": 0},
-    "RR only (RAO p=1)": {"schedule": "rao", "rao_p": 1.0},
-    "FR only (RAO p=0)": {"schedule": "rao", "rao_p": 0.0},
-    "sequential (ZS-Pan-like)": {"schedule": "sequential", "rao_p": 0.5},
-    "summed losses (G-ZAP-like)": {"schedule": "sum"},
-    "RAO p=0.3": {"schedule": "rao", "rao_p": 0.3},
-    "RAO p=0.5": {"schedule": "rao", "rao_p": 0.5},
-    "RAO p=0.7": {"schedule": "rao", "rao_p": 0.7},
-    "base lms (paper)": {"base": "lms", "last_init_scale": 1.0},
-    "λ_spa=3": {"lambda_spa": 3.0},
-    "index-shaped terms (λ_dl=λ_ds=1)": INDEX_TERMS,
-    "index-shaped terms (λ_dl=λ_ds=0.1)": {"lambda_dl": 0.1, "lambda_ds": 0.1},
-    "lr 1e-4": {"lr": 1e-4},
-    "crops 2×128²": {"crop_px": 128, "batch": 2},
-    "no clip": {"clip": False},
-    "HQNR selection, no stopping": {"selection": "hqnr", "patience": 0},
-    "HQNR selection, patience 3 (adaptive stopping)": {"selection": "hqnr", "patience": 3},
-    "previous default (index terms, HQNR selection, lr 1e-4, 60 steps, patience 3)":
-        {**INDEX_TERMS, "selection": "hqnr", "lr": 1e-4, "rao_steps": 60, "patience": 3},
+warnings.filterwarnings("ignore", message="config: rao_p")  # the reference keeps its (inert) historical rao_p
+CROPS = ("SN6-t1", "SN6-t2", "SN6-t3", "L8-momotombo")
+REFERENCE: dict[str, Any] = {
+    "width": 32, "depth": 4, "last_init_scale": 0.0, "dam_hidden": 32, "dam_steps": 1000, "dam_lr": 0.005,
+    "warmup_steps": 20, "warmup_lr": 0.0005, "rao_steps": 200, "rao_p": 0.3, "rao_p_end": -1.0, "schedule": "sum",
+    "lr": 0.0003, "lambda_spe": 8.0, "lambda_spa": 1.0, "lambda_dl": 0.0, "lambda_ds": 0.0, "loss_norm": "mse",
+    "crop_px": 256, "batch": 1, "warmup_crop_px": 32, "base": "auto", "holdout": 0.0, "prior_steps": 0, "clip": True,
+    "selection": "last", "eval_every": 10, "patience": 0, "min_rel_improvement": 0.0005,
 }
-CURVE = "HQNR selection, no stopping"
-"""The variant whose on-the-fly HQNR per evaluation gives the time-to-quality curve."""
+"""The previous ``default()`` (summed losses at every step, 200 steps on one 256² crop): the reference row."""
+RAO = {"schedule": "rao", "rao_p": 0.5, "crop_px": 128, "batch": 2}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "reference: previous default (sum, 200 × 1×256²)": {},
+    "sum, 200 × 2×128²": {"crop_px": 128, "batch": 2},
+    "sequential p=0.5, 200 × 2×128²": {**RAO, "schedule": "sequential"},
+    "RAO p=0.5, 200 × 2×128²": RAO,
+    "RAO p=0.5, 150 × 2×128²": {**RAO, "rao_steps": 150},
+    "RAO p=0.5, 100 × 2×128²": {**RAO, "rao_steps": 100},
+    "RAO p=0.5, 50 × 2×128²": {**RAO, "rao_steps": 50},
+    "RAO p=0.5, 200 × 1×128²": {**RAO, "batch": 1},
+    "RAO p=0.5, 200 × 4×64²": {**RAO, "crop_px": 64, "batch": 4},
+    "RAO p=0.3, 100 × 2×128²": {**RAO, "rao_p": 0.3, "rao_steps": 100},
+    "RAO p=0.7, 200 × 2×128²": {**RAO, "rao_p": 0.7},
+    "RAO p 0.8→0.2, 200 × 2×128²": {**RAO, "rao_p": 0.8, "rao_p_end": 0.2},
+    "RAO p=0.5, 150 × 2×128², lr 1e-3": {**RAO, "rao_steps": 150, "lr": 1e-3},
+    "RAO p=0.5, 200 × 2×128², width 16 depth 2": {**RAO, "width": 16, "depth": 2},
+    "RAO p=0.5, 200 × 2×128², holdout selection": {**RAO, "holdout": 0.25, "selection": "holdout",
+                                                   "eval_every": 20, "patience": 3},
+    "preset fast": "fast",
+    "preset default": "default",
+    "preset best": "best",
+}
 
 
-def one_pair(pan: np.ndarray, ms: np.ndarray, crop: Sample, cfg: TrapanConfig) -> tuple[np.ndarray, dict, float]:
-    """Fused (float64 DN), Stage-2 trace and wall seconds of the one-pair use, seed 0."""
-    t0 = time.perf_counter()
-    prior = fit_prior([(pan, ms)], crop.sensor, cfg, seed=0, interp_mode="wrap")
-    res = refine_tile(prior, pan, ms, seed=0, config=cfg, interp_mode="wrap")
-    return res.fused.astype(np.float64), res.trace, time.perf_counter() - t0
+def config_of(over: dict[str, Any] | str) -> dict[str, Any]:
+    """Full config dict of a variant: a preset's, or the reference with ``over`` applied."""
+    if isinstance(over, str):
+        return getattr(TrapanConfig, over)().to_dict()
+    return TrapanConfig.from_dict({**REFERENCE, **over}).to_dict()
 
 
-def ablation(crops: list[Sample], steps: int) -> str:
-    """One markdown row per variant (a variant equal to an earlier one is named, not rerun), then the HQNR curve."""
-    rows = ["| variant | " + " | ".join(f"{c.name} RR Q2n / HQNR / D_λ^K / D_s / s FR (steps)" for c in crops) + " |",
-            "|---|" + "---|" * len(crops)]
-    curves = []
-    seen: dict[str, str] = {}
-    for name, over in VARIANTS.items():
-        cfg = dataclasses.replace(TrapanConfig.default(), **{"rao_steps": steps, **over})
-        if cfg.hash() in seen:
-            rows.append(f"| {name} | same as {seen[cfg.hash()]} |" + " |" * (len(crops) - 1))
-            continue
-        seen[cfg.hash()] = name
-        cells = []
-        for c in crops:
-            pan, ms = c.pan.astype(np.float64), c.ms.astype(np.float64)
-            q2n = metrics.reduced_resolution(lambda p, m: one_pair(p, m, c, cfg)[0], pan, ms, c.sensor,
-                                             ratio=c.ratio, dim_cut=rr_cut(c))["Q2n"]
-            fused, tr, sec = one_pair(pan, ms, c, cfg)
-            fr = metrics.full_resolution(fused, pan, ms, c.sensor, ratio=c.ratio)
-            cells.append(f"{q2n:.4f} / {fr['HQNR']:.4f} / {fr['D_lambda_K']:.4f} / {fr['D_s']:.4f} / "
-                         f"{sec:.0f} s ({tr['steps_run']})")
-            if name == CURVE:
-                curves.append(f"- {c.name}: " + ", ".join(f"{s}: {v:.4f}" for s, v in tr["evals"]))
-            print(name, c.name, cells[-1], flush=True)
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    text = "\n".join(rows)
-    if curves:
-        text += (f"\n\nOn-the-fly HQNR against Stage-2 step (\"{CURVE}\"; step -1 is the base image, 0 the warm-up "
-                 "network):\n\n" + "\n".join(curves))
-    return text
+def front(summary: dict[str, dict[str, float]]) -> set[str]:
+    """Labels no other label beats on GFLOP/Mpx (lower), RR Q2n and FR HQNR (higher) at once."""
+    def dominated(a: str) -> bool:
+        x = summary[a]
+        return any(y["gflop"] <= x["gflop"] and y["Q2n"] >= x["Q2n"] and y["HQNR"] >= x["HQNR"]
+                   and (y["gflop"], y["Q2n"], y["HQNR"]) != (x["gflop"], x["Q2n"], x["HQNR"])
+                   for b, y in summary.items() if b != a)
+    return {a for a in summary if not dominated(a)}
+
+
+def tables(rows: list[dict[str, Any]], labels: list[str], ref: str) -> str:
+    """Per-crop tables (mean ± sd, verdict against the reference) and the front over the crops' means."""
+    out = []
+    summary: dict[str, dict[str, float]] = {}
+    for label in labels:
+        mine = [r for r in rows if r["label"] == label]
+        summary[label] = {k: stats([r for r in mine], k)[0] for k in ("Q2n", "HQNR", "R-Q2n", "D_rho")}
+        summary[label]["gflop"] = stats(mine, "gflop_per_mpx")[0]
+    for crop in CROPS:
+        here = [r for r in rows if r["crop"] == crop]
+        base = [r for r in here if r["label"] == ref]
+        out += [f"### {crop}", "",
+                "| variant | Stage-2 GFLOP/Mpx | CPU s/Mpx | RR Q2n | vs ref | FR HQNR | vs ref | R-Q2n | vs ref | "
+                "D_ρ (truth RR) | steps run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for label in labels:
+            mine = [r for r in here if r["label"] == label]
+            if not mine:
+                continue
+            verdict = {k: ("" if label == ref else {1: "better", -1: "worse", 0: "tie"}[better(mine, base, k)])
+                       for k in ("Q2n", "HQNR", "R-Q2n")}
+            rq = fmt(mine, "R-Q2n") if "R-Q2n" in mine[0] else "–"
+            drho = (f"{fmt(mine, 'D_rho', 3)} ({stats(mine, 'D_rho_ref')[0]:.3f})" if "D_rho" in mine[0] else "–")
+            out.append(f"| {label} | {stats(mine, 'gflop_per_mpx')[0]:,.0f} | {fmt(mine, 'cpu_s_per_mpx', 0)} | "
+                       f"{fmt(mine, 'Q2n')} | {verdict['Q2n']} | {fmt(mine, 'HQNR')} | {verdict['HQNR']} | {rq} | "
+                       f"{verdict['R-Q2n']} | {drho} | {stats(mine, 'steps')[0]:.0f} |")
+        out.append("")
+    on_front = front(summary)
+    out += ["### Quality per compute (means over the four crops; ★ = on the front of cost, RR Q2n and FR HQNR)", "",
+            "| variant | Stage-2 GFLOP/Mpx | vs reference | RR Q2n | FR HQNR | R-Q2n | D_ρ | front |",
+            "|---|---|---|---|---|---|---|---|"]
+    ref_g = summary[ref]["gflop"]
+    for label in sorted(labels, key=lambda a: summary[a]["gflop"]):
+        s = summary[label]
+        out.append(f"| {label} | {s['gflop']:,.0f} | {s['gflop'] / ref_g:.3f} | {s['Q2n']:.4f} | {s['HQNR']:.4f} | "
+                   f"{s['R-Q2n']:.4f} | {s['D_rho']:.3f} | {'★' if label in on_front else ''} |")
+    return "\n".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--crops", default="SN6-t2", help="comma-separated bench crops")
-    ap.add_argument("--steps", type=int, default=TrapanConfig.default().rao_steps,
-                    help="Stage-2 steps (a variant may set its own)")
+    ap.add_argument("--only", default="", help="run only the variants whose label contains this text (and the ref)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="discard cached trials")
     a = ap.parse_args()
-    chosen = [c for c in bench_crops() if c.name in a.crops.split(",")]
-    if not chosen:
-        ap.error(f"--crops: none of {a.crops!r} is a bench crop ({', '.join(c.name for c in bench_crops())})")
-    body = (f"One seed (0), `TrapanConfig.default()` = `{TrapanConfig.default().to_dict()}`.\n\n"
-            f"### Ablation ({', '.join(c.name for c in chosen)}; {a.steps} Stage-2 steps unless the variant says "
-            "otherwise)\n\n" + ablation(chosen, a.steps))
+    ref = next(iter(VARIANTS))
+    labels = [lab for lab in VARIANTS if lab == ref or a.only in lab]
+    seeds = [int(s) for s in a.seeds.split(",")]
+    trials = [Trial(crop, label, config=config_of(VARIANTS[label]), seed=s)
+              for label in labels for crop in CROPS for s in seeds]
+    rows = run_all(trials, a.workers, a.fresh)
+    rescore(rows)
+    body = (f"Seeds {a.seeds}; reference = the previous `default()` = `{config_of({})}`. Each cell: mean ± sd over "
+            "the seeds. Verdicts against the reference use the rule of `bench/_trials.py`: better/worse when the mean "
+            "paired difference exceeds twice the sd of the paired differences, else a tie (ties go to the cheaper "
+            "variant). D_ρ has no direction: the truth's reduced-resolution level is beside it.\n\n"
+            + tables(rows, labels, ref))
     write_section("ablation", "python bench/ablation.py " + " ".join(sys.argv[1:]), body)
+    print(body)
 
 
 if __name__ == "__main__":

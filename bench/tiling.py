@@ -1,16 +1,23 @@
-"""Tiled vs whole-image TRA-PAN on the bundled real WorldView-2 scene: HQNR difference and a seam index.
+"""Tiled TRA-PAN against the whole-image run, and the amortised prior against per-tile refinement, on the bundled
+scenes, several seeds → bench/RESULTS.md "tiling".
 
-    .venv/bin/python bench/tiling.py [--preset default] [--tile 512] [--also 256] [--workers 2]
+    .venv/bin/python bench/tiling.py [--scenes sn6-1,l8-momotombo] [--seeds 0,1,2] [--tile 512]
 
-Whole image: `tc.pansharpen` on the full 600×600 PAN scene (Stage 1 on the pair, Stage 2 on the whole image).
-Tiled: `tc.run` on the same scene written as COGs + a STAC item, on an embedded Dask cluster, one shared prior: at
-`trapan run`'s default core (512 px, the judged run), and at each ``--also`` core twice: with the same config, and
-with Stage-2 steps density-matched to the whole image (`matched_steps`), which shows what the difference is made of.
-All are scored with the toolbox's full-resolution indices on the same 576×576 window (the largest one whose sides are
-multiples of 32 and of the ratio). Seam index: the mean absolute difference between neighbouring
-pixels straddling a tile border, over the same mean for all other neighbouring pairs (1.0 = no visible seam); it is
-also given for the whole-image result, which has no seams, as the reference level. Writes the "tiling" section of
-bench/RESULTS.md.
+For each scene and seed, three fusions of the original scene (full resolution: toolbox HQNR and the reprojected
+R-Q2n on the largest window whose sides are multiples of 32 and of the ratio, values rounded to the store's uint16
+DN) and of its Wald-degraded version (reduced resolution: Q2n against the original MS):
+
+Scenes: the three SpaceNet 6 WorldView-2 tiles (600² PAN) and a 640² PAN window of the Landsat 8 scene.
+
+* whole image: Stage 1 and Stage 2 on the whole scene in one process (`tc.pansharpen`'s steps);
+* tiled: the scene cut by `tiling.plan_tiles` at ``--tile`` (the degraded scene at ``--tile / ratio``, the same
+  ground layout), the prior fitted on the run's prior sample, each tile refined with its run seed and blended with
+  `tiling.blend_weights` — the composition `tc.run` performs, here in one process so that every Stage-2 FLOP can be
+  counted (`torch.utils.flop_counter.FlopCounterMode`);
+* tiled with the amortised prior: the same, with ``prior_steps`` of joint Stage 2 on the prior's sample before it is
+  shipped and fewer steps per tile (`AMORTISED`).
+
+Stage-2 GFLOP counts every Stage-2 step of every tile and the prior's joint steps, per output megapixel.
 """
 
 from __future__ import annotations
@@ -18,125 +25,138 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
+from _trials import fmt, stats  # noqa: E402
+
+AMORTISED = {"prior_steps": 200, "rao_steps": 50}
+"""The amortised run's overrides of the preset: joint Stage-2 steps on the prior sample, then steps per tile."""
 
 
-def seam_index(fused: np.ndarray, tile_px: int) -> float:
-    """Mean |Δ| across tile borders over mean |Δ| elsewhere, for horizontal and vertical neighbours together.
+def tiled(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, cfg: Any, tile_px: int, seed: int,
+          nodata: float | None, prior_tiles: int = 4) -> tuple[np.ndarray, float]:
+    """The tiled fusion (float64 DN) and its Stage-2 GFLOP (the prior's joint steps included)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    >>> img = np.zeros((1, 8, 8)); img[:, :, 4:] = 1.0   # a step exactly on the border at x = 4
-    >>> seam_index(img, 4) > 10
-    True
-    """
-    dx = np.abs(np.diff(fused, axis=2))  # dx[..., k] is between columns k and k+1
-    dy = np.abs(np.diff(fused, axis=1))
-    bx = np.zeros(dx.shape[2], bool)
-    bx[tile_px - 1:: tile_px] = True
-    by = np.zeros(dy.shape[1], bool)
-    by[tile_px - 1:: tile_px] = True
-    border = np.concatenate([dx[:, :, bx].ravel(), dy[:, by, :].ravel()])
-    rest = np.concatenate([dx[:, :, ~bx].ravel(), dy[:, ~by, :].ravel()])
-    return float(border.mean() / rest.mean())
+    from trapan_cloud.method import fit_prior, refine_tile
+    from trapan_cloud.runner.prior import prior_sample
+    from trapan_cloud.runner.worker import tile_seed
+    from trapan_cloud.tiling import blend_weights, plan_tiles
+
+    plan = plan_tiles(pan.shape, ratio, tile_px)
+    valid_ms = (ms != nodata).all(axis=0) if nodata is not None else np.ones(ms.shape[1:], bool)
+    counts = np.array([valid_ms[t.ms_core[0]:t.ms_core[1], t.ms_core[2]:t.ms_core[3]].sum() for t in plan.tiles])
+    windows = [(pan[t.ext_slices], ms[(slice(None),) + t.ms_ext_slices]) for t in plan.tiles]
+    sample = prior_sample(plan, counts.reshape(plan.n_rows, plan.n_cols), prior_tiles)
+    pairs = [windows[t.index] for t in sample]
+    with FlopCounterMode(display=False) as joint:
+        prior = fit_prior(pairs, sensor, cfg, seed=seed, nodata=nodata)
+    gflop = 0.0
+    if cfg.prior_steps:  # the joint Stage-2 steps: the amortised prior's FLOPs beyond those of the plain prior
+        with FlopCounterMode(display=False) as plain:
+            fit_prior(pairs, sensor, replace(cfg, prior_steps=0), seed=seed, nodata=nodata)
+        gflop += (joint.get_total_flops() - plain.get_total_flops()) / 1e9
+    out = np.zeros((ms.shape[0],) + pan.shape)
+    for t in plan.tiles:
+        with FlopCounterMode(display=False) as fc:
+            res = refine_tile(prior, *windows[t.index], seed=tile_seed(seed, t.index), nodata=nodata, config=cfg)
+        gflop += fc.get_total_flops() / 1e9
+        out[(slice(None),) + t.ext_slices] += blend_weights(t, plan) * res.fused
+    return out, gflop
+
+
+def scene_sample(name: str):
+    """A bundled scene whole, except Landsat 8: its 640² PAN window whose sides are multiples of the ratio."""
+    from trapan_cloud.samples import load_sample
+
+    s = load_sample(name)
+    return s.crop(name, 0, 1, 320, pan_offset=(0, -1)) if name == "l8-momotombo" else s
+
+
+def one(job: tuple[str, str, int, int]) -> dict[str, Any]:
+    """One (scene, run kind, seed) at both resolutions → a row of indices and Stage-2 GFLOP per megapixel."""
+    import torch
+
+    from trapan_cloud import metrics
+    from trapan_cloud.method import TrapanConfig, fit_prior, refine_tile
+    from trapan_cloud.method.pairs import hqnr_window
+
+    torch.set_num_threads(1)
+    scene, kind, seed, tile_px = job
+    s = scene_sample(scene)
+    pan, ms = s.pan.astype(np.float64), s.ms.astype(np.float64)
+    cfg = TrapanConfig.default() if kind != "amortised" else replace(TrapanConfig.default(), **AMORTISED)
+    hi = float(2 ** 16 - 1)
+
+    def fuse(p: np.ndarray, m: np.ndarray, core: int) -> tuple[np.ndarray, float]:
+        if kind == "whole":
+            from torch.utils.flop_counter import FlopCounterMode
+
+            prior = fit_prior([(p, m)], s.sensor, cfg, seed=seed, nodata=s.nodata)
+            with FlopCounterMode(display=False) as fc:
+                f = refine_tile(prior, p, m, seed=seed, nodata=s.nodata, config=cfg).fused.astype(np.float64)
+            return f, fc.get_total_flops() / 1e9
+        return tiled(p, m, s.sensor, s.ratio, cfg, core, seed, s.nodata)
+
+    t0 = time.perf_counter()
+    fused, gflop = fuse(pan, ms, tile_px)
+    fused = np.clip(np.rint(fused), 0, hi)
+    H, W = hqnr_window(pan.shape, s.ratio)
+    fr = metrics.full_resolution(fused[:, :H, :W], pan[:H, :W], ms[:, : H // s.ratio, : W // s.ratio], s.sensor,
+                                 ratio=s.ratio)
+    rr = metrics.reduced_resolution(lambda p, m: fuse(p, m, tile_px // s.ratio)[0], pan, ms, s.sensor,
+                                    ratio=s.ratio)
+    return {"scene": scene, "kind": kind, "seed": seed, "HQNR": fr["HQNR"], "R-Q2n": fr.get("R-Q2n", float("nan")),
+            "Q2n": rr["Q2n"], "gflop_per_mpx": gflop / (pan.size / 1e6), "seconds": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="default", choices=("fast", "default", "paper"))
-    parser.add_argument("--tile", type=int, default=512, help="core tile of the judged run (`trapan run`'s default)")
-    parser.add_argument("--also", type=int, nargs="*", default=[256],
-                        help="smaller cores to show, each as configured and with Stage-2 steps density-matched")
+    parser.add_argument("--scenes", default="sn6-1,sn6-2,sn6-3,l8-momotombo")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tile", type=int, default=512, help="core tile (`trapan run`'s default)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     command = "python bench/tiling.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    from trapan_cloud.method import TrapanConfig
 
-    import trapan_cloud as tc
-    from trapan_cloud.cluster import get_client
-    from trapan_cloud.jobs import scene_arrays, score_full_resolution
-    from trapan_cloud.samples import load_sample, write_sample_item
-    from trapan_cloud.tiling import default_halo_px, plan_tiles
-
-    config = getattr(tc.TrapanConfig, args.preset)()
-    sample = load_sample("sn6-1")
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        scene = tc.open_scene(write_sample_item(sample, tmp))
-        pan, ms = scene_arrays(scene)
-        sensor, ratio = scene.attrs["sensor"], int(scene.attrs["ratio"])
-        nodata = scene.attrs.get("nodata")
-        halo = default_halo_px(ratio)
-
-        t0 = time.perf_counter()
-        whole = tc.pansharpen(pan, ms, sensor, method="trapan", config=config, seed=0, dtype=np.float64)
-        t_whole = time.perf_counter() - t0
-        whole = np.clip(np.rint(whole), 0, tc.get_sensor(sensor).max_dn)  # the store's uint16 DN, for a fair score
-        s_whole = score_full_resolution(whole, pan, ms, sensor, ratio, nodata)
-        rows.append(("whole image (`tc.pansharpen`)", config.rao_steps, s_whole, seam_index(whole, args.tile),
-                     t_whole, "1 process"))
-
-        runs = [(args.tile, config)]
-        for tile in args.also:
-            runs.append((tile, config))
-            runs.append((tile, replace(config, rao_steps=matched_steps(config, pan.shape, plan_tiles(
-                pan.shape, ratio, tile, halo)))))
-        client, _ = get_client(n_workers=args.workers)
-        try:
-            for k, (tile, cfg) in enumerate(runs):
-                t0 = time.perf_counter()
-                result = tc.run(scene, f"{tmp}/tiled{k}.zarr", config=cfg, client=client, tile=tile, seed=0)
-                secs = time.perf_counter() - t0
-                tiled = np.asarray(tc.open_result(f"{tmp}/tiled{k}.zarr")["fused"].values, dtype=np.float64)
-                rows.append((f"tiled ({tile}-px cores, {halo}-px halo, `tc.run`)", cfg.rao_steps,
-                             score_full_resolution(tiled, pan, ms, sensor, ratio, nodata), seam_index(tiled, tile),
-                             secs, f"{result.tiles_total} tiles, {args.workers} workers"))
-        finally:
-            client.close()
-
-    body = [f"Scene: bundled SpaceNet 6 tile sn6-1 (WorldView-2, 600×600 PAN, ratio 4), preset `{args.preset}` "
-            f"({config.crop_px}-px training crops), seed 0; indices on the {s_whole['window_px']} window, fused values "
-            "rounded to uint16 DN as stored. HQNR Δ is tiled − whole; the seam index of the whole image is measured on "
-            f"the {args.tile}-px grid as the no-seam reference level.", "",
-            "| run | Stage-2 steps per tile | HQNR | Δ HQNR | D_λ^K | D_s | seam index | seconds | layout |",
+    scenes, seeds = args.scenes.split(","), [int(v) for v in args.seeds.split(",")]
+    kinds = ("whole", "tiled", "amortised")
+    jobs = [(sc, k, sd, args.tile) for sc in scenes for sd in seeds for k in kinds]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        rows = []
+        for row in pool.map(one, jobs):
+            rows.append(row)
+            print(row, flush=True)
+    cfg = TrapanConfig.default()
+    body = [f"`TrapanConfig.default()` (Stage 2: {cfg.rao_steps} steps per tile); amortised: the same with "
+            f"`{AMORTISED}`; core {args.tile} px (the reduced-resolution scene at {args.tile} / ratio); seeds "
+            f"{args.seeds}; mean ± sd over the seeds. Δ columns: amortised − tiled, paired by seed.", "",
+            "| scene | run | Stage-2 GFLOP/Mpx | FR HQNR | FR R-Q2n | RR Q2n | Δ HQNR | Δ Q2n | seconds |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for name, steps, s, seam, secs, layout in rows:
-        delta = "" if name.startswith("whole") else f"{s['HQNR'] - s_whole['HQNR']:+.4f}"
-        body.append(f"| {name} | {steps} | {s['HQNR']:.4f} | {delta} | {s['D_lambda_K']:.4f} | {s['D_s']:.4f} | "
-                    f"{seam:.3f} | {secs:.0f} | {layout} |")
-    judged = rows[1]
-    diff = judged[2]["HQNR"] - s_whole["HQNR"]
-    body += ["", f"At `trapan run`'s default core ({args.tile} px): HQNR tiled − whole {diff:+.4f} (goal |Δ| ≤ 0.005: "
-             f"{'met' if abs(diff) <= 0.005 else 'NOT met'}); seam index {judged[3]:.3f} (goal ≤ 1.10: "
-             f"{'met' if judged[3] <= 1.10 else 'NOT met'}).", "",
-             "Why smaller cores score lower with the same config: Stage 2 trains a fixed number of steps on "
-             f"{config.crop_px}-px crops, so a tile smaller than the scene is trained more per pixel than the whole "
-             "image is (more passes over each pixel), and with the MSE losses more training adds PAN detail that "
-             "raises D_s. The density-matched rows give each tile the whole image's passes per pixel "
-             "(`matched_steps`), which removes the difference: the gap is training density, not blending."]
+    for sc in scenes:
+        for k in kinds:
+            mine = [r for r in rows if r["scene"] == sc and r["kind"] == k]
+            delta = {"HQNR": "", "Q2n": ""}
+            if k == "amortised":
+                ref = {r["seed"]: r for r in rows if r["scene"] == sc and r["kind"] == "tiled"}
+                for key in delta:
+                    d = np.array([r[key] - ref[r["seed"]][key] for r in mine])
+                    delta[key] = f"{d.mean():+.4f} ± {d.std(ddof=1) if d.size > 1 else 0:.4f}"
+            body.append(f"| {sc} | {k} | {stats(mine, 'gflop_per_mpx')[0]:,.0f} | {fmt(mine, 'HQNR')} | "
+                        f"{fmt(mine, 'R-Q2n')} | {fmt(mine, 'Q2n')} | {delta['HQNR']} | {delta['Q2n']} | "
+                        f"{stats(mine, 'seconds')[0]:.0f} |")
     write_section("tiling", command, "\n".join(body))
     print("\n".join(body))
     return 0
-
-
-def matched_steps(config, shape: tuple[int, int], plan) -> int:
-    """Stage-2 steps that give the plan's largest tile (ext window) the whole image's passes per pixel.
-
-    One step trains on ``batch`` crops of ``crop_px``² (or the whole tile when it is smaller), so passes per pixel
-    are steps × trained area / tile area.
-    """
-    def trained(h: int, w: int) -> int:
-        c = config.crop_px
-        return h * w if c <= 0 or (c >= h and c >= w) else min(c, h) * min(c, w) * config.batch
-
-    passes = config.rao_steps * trained(*shape) / (shape[0] * shape[1])
-    h, w = max((t.ext_shape for t in plan.tiles), key=lambda hw: hw[0] * hw[1])
-    return max(1, round(passes * h * w / trained(h, w)))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+import warnings
 
 import numpy as np
 import pytest
@@ -59,6 +60,32 @@ def test_config_roundtrip_hash_and_validation():
         TrapanConfig.from_dict({"base": "bicubic"})
     with pytest.raises(InputError, match="rao_steps"):
         TrapanConfig.from_dict({"rao_steps": "many"})
+
+
+def test_the_plain_config_is_the_shipped_default_and_uses_random_alternation():
+    assert TrapanConfig() == TrapanConfig.default()
+    assert TrapanConfig().schedule == "rao" and TrapanConfig.fast().schedule == "rao"
+    assert TrapanConfig.best().schedule == "rao"
+
+
+def test_a_knob_the_schedule_or_selection_never_reads_is_warned_about():
+    with pytest.warns(UserWarning, match="rao_p has no effect"):
+        dataclasses.replace(TrapanConfig(), schedule="sum", rao_p=0.2)
+    with pytest.warns(UserWarning, match="patience"):
+        TrapanConfig(selection="last", patience=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrapanConfig(selection="holdout", holdout=0.25, patience=3)  # read there: no warning
+        for preset in ("default", "fast", "best", "paper"):
+            getattr(TrapanConfig, preset)()
+
+
+def test_runtime_is_validated_and_not_part_of_the_science():
+    from trapan_cloud.method import Runtime
+
+    with pytest.raises(InputError, match="runtime.device"):
+        Runtime(device="tpu")
+    assert "device" not in TrapanConfig().to_dict() and "threads" not in TrapanConfig().to_dict()
 
 
 def test_presets_follow_their_documented_sources():
