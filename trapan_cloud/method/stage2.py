@@ -1,11 +1,11 @@
 """Stage 2 of TRA-PAN: Random Alternation Optimisation (RAO) of the fusion network on one tile (TRAPAN.md §4.4).
 
-Each step draws the reduced-resolution supervised branch with probability ``rao_p``, else the full-resolution
-unsupervised branch (spectral: MTF-degraded, decimated fused vs MS; spatial: DAM(fused) vs PAN; optionally the
-index-shaped block-UQI terms of `losses`). Steps train on batches of random crops of the tile (``crop_px``) because a
-whole-tile step grows with the tile area (FusionNet on this CPU: ~24 ms at 128², 144 ms at 256², 1.3 s at 512²);
-the whole tile is inferred only at the evaluation points, where the checkpoint is selected and stopping is decided
-(with ``selection="last"``, the default, once: after the last step).
+Each step draws the reduced-resolution supervised branch with probability ``rao_p`` (moving linearly to
+``rao_p_end`` when set), else the full-resolution unsupervised branch (spectral: MTF-degraded, decimated fused vs MS;
+spatial: DAM(fused) vs PAN; optionally the index-shaped block-UQI terms of `losses`). Steps train on batches of
+random crops of the tile (``crop_px``), so a step costs the same whatever the tile size; the whole tile is inferred
+only at the evaluation points of the HQNR / FR-loss selections, and otherwise once, at the end (``"last"``, the
+default, and ``"holdout"``, which scores checkpoints on the held-out strip of the reduced-resolution pair).
 """
 
 from __future__ import annotations
