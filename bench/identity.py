@@ -25,6 +25,18 @@ FAST_2026_12_04 = {
     "patience": 0, "min_rel_improvement": 5e-4,
 }
 """Every field of ``TrapanConfig.fast()`` as of commit c26a3fe."""
+OFF_SINCE = {"rao_p_end": -1.0, "holdout": 0.0, "prior_steps": 0}
+"""Fields added after c26a3fe, at the values that keep c26a3fe's behaviour (set when the config has them)."""
+
+
+def identity_config() -> object:
+    """The explicit fast config, with the later fields pinned off where this version has them."""
+    from dataclasses import fields
+
+    from trapan_cloud.method.config import TrapanConfig
+
+    known = {f.name for f in fields(TrapanConfig)}
+    return TrapanConfig.from_dict({**FAST_2026_12_04, **{k: v for k, v in OFF_SINCE.items() if k in known}})
 
 
 def fused_sha256(store: str) -> str:
@@ -45,7 +57,7 @@ def main() -> None:
 
     work = args.workdir or tempfile.mkdtemp(prefix="trapan-identity-")
     scene = tc.open_scene(write_sample_item(load_sample("sn6-1"), os.path.join(work, "inputs")))
-    config = tc.TrapanConfig.from_dict(FAST_2026_12_04)
+    config = identity_config()
     client, owned = get_client()
     try:
         for label, kwargs in (("mtf-glp-fs", {"method": "mtf-glp-fs"}),
