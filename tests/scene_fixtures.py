@@ -180,3 +180,30 @@ def cbers_item(directory: str | Path, size_ms: int = 32, seed: int = 30) -> Scen
 def gf2_item(directory: str | Path) -> Path:
     """GaoFen-2 L1A item (``proj:epsg: null``, no transform, RPC sidecars), saved unchanged; no files exist."""
     return _save(Path(directory), load_item(GF2))
+
+
+def make_scene(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, nodata: float | None = 0,
+               chunks: int = 64) -> Any:
+    """An in-memory `Scene` (dask-backed, PAN/MS blocks aligned) on a UTM 31N grid, corner-aligned at ratio ``ratio``
+    with 0.5-m PAN pixels."""
+    import dask.array as da
+    import xarray as xr
+
+    from trapan_cloud.scene import Scene, SceneMeta
+
+    bands = tuple(f"b{i + 1}" for i in range(ms.shape[0]))
+    meta = SceneMeta(sensor=sensor, ratio=ratio, crs="EPSG:32631",
+                     pan_transform=(0.5, 0.0, 594000.0, 0.0, -0.5, 5753000.0),
+                     ms_transform=(0.5 * ratio, 0.0, 594000.0, 0.0, -0.5 * ratio, 5753000.0), band_names=bands,
+                     nodata=nodata)
+    return Scene(xr.DataArray(da.from_array(pan, chunks=chunks), dims=("y", "x")),
+                 xr.DataArray(da.from_array(ms, chunks=(1, chunks // ratio, chunks // ratio)),
+                              dims=("band", "y_ms", "x_ms"), coords={"band": list(bands)}), meta)
+
+
+def block_local(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int) -> np.ndarray:
+    """Zero-reach fusion: each MS pixel's value times PAN / (mean of PAN over that MS pixel's block)."""
+    B, h, w = ms.shape
+    blocks = pan.reshape(h, ratio, w, ratio)
+    gain = (blocks / (blocks.mean(axis=(1, 3), keepdims=True) + 1.0)).reshape(h * ratio, w * ratio)
+    return np.repeat(np.repeat(ms, ratio, axis=1), ratio, axis=2) * gain[None]

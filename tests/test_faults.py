@@ -20,19 +20,19 @@ import pytest
 import rasterio
 
 from trapan_cloud.cluster import MALLOC_ENV, QUIET_CONFIG, get_client
-from trapan_cloud.errors import InputError
+from trapan_cloud.errors import IncompleteRunError, InputError
 from trapan_cloud.runner import resume, run
 from trapan_cloud.samples import load_sample
 from trapan_cloud.scene import open_scene
 from trapan_cloud.store import open_result, open_store
 
-from test_pipeline import block_local, make_scene  # shared helpers (tests/ is on sys.path under pytest)
+from scene_fixtures import block_local, make_scene
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def slow_block_local(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int) -> np.ndarray:
-    """`test_pipeline.block_local`, slow enough for a kill to land while a tile is computing."""
+    """`scene_fixtures.block_local`, slow enough for a kill to land while a tile is computing."""
     time.sleep(0.4)
     return block_local(pan, ms, sensor, ratio)
 
@@ -118,7 +118,7 @@ def test_killed_run_resumes_only_unfinished_tiles(cogs, tmp_path):
     done_before = int(store.done().sum())
     total = store.done().size
     assert 3 <= done_before < total and store.status == "running"
-    with pytest.raises(InputError, match="not 'complete'"):
+    with pytest.raises(IncompleteRunError, match="not 'complete'"):
         open_result(out)
 
     client, _ = get_client(n_workers=2)

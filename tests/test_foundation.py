@@ -113,3 +113,17 @@ def test_public_api_names_exist():
     for name in ("pansharpen", "open_scene", "run", "run_batch", "open_result", "TrapanConfig", "Prior"):
         assert name in tc.__all__
     assert callable(tc.metrics.sam) and callable(tc.physics.interp23tap)
+
+
+def test_every_public_error_is_exported():
+    from trapan_cloud import errors
+
+    classes = {n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, Exception)}
+    assert classes == set(errors.__all__) and classes <= set(tc.__all__)
+    assert all(getattr(tc, n) is getattr(errors, n) for n in classes)
+    assert issubclass(tc.CorruptStoreError, tc.ResumeMismatchError)  # what a corrupt store raised before
+
+
+def test_every_lazy_name_resolves():
+    assert all(getattr(tc, name) is not None for name in tc.__all__)
+    assert callable(tc.run) and callable(tc.register_method)

@@ -1,4 +1,4 @@
-"""`pipeline.run` on a real local Dask cluster (worker processes) writing real Zarr stores, on real WorldView-2 pixels.
+"""`trapan_cloud.run` on a real local Dask cluster (worker processes) writing real Zarr stores, on real WorldView-2 pixels.
 
 The tiled-equals-untiled check uses a method with no spatial reach (each MS pixel's PAN block is fused from that
 block alone), so any halo, any blend weights that sum to one and any tile layout must reproduce the whole-image result;
@@ -13,58 +13,19 @@ import sys
 import cloudpickle
 import numpy as np
 import pytest
-import xarray as xr
 import zarr
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from trapan_cloud.cluster import get_client
 from trapan_cloud.errors import InputError, ResumeMismatchError, StoreExistsError
 from trapan_cloud.runner import plan_run, run, tile_seed
-from trapan_cloud.samples import load_sample
 from trapan_cloud.store import open_result, open_store
 from trapan_cloud.tiling import plan_tiles
 
+from scene_fixtures import block_local, make_scene
+
 # workers import nothing from tests/: ship this module's functions by value
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-
-def make_scene(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, nodata: float | None = 0,
-               chunks: int = 64) -> xr.Dataset:
-    """A Dataset shaped like `open_scene`'s, from in-memory arrays (dask-backed, PAN/MS blocks aligned)."""
-    import dask.array as da
-
-    B = ms.shape[0]
-    return xr.Dataset(
-        {"pan": (("y", "x"), da.from_array(pan, chunks=chunks)),
-         "ms": (("band", "y_ms", "x_ms"), da.from_array(ms, chunks=(1, chunks // ratio, chunks // ratio)))},
-        coords={"band": [f"b{i + 1}" for i in range(B)]},
-        attrs={"sensor": sensor, "ratio": ratio, "crs": "EPSG:32631",
-               "pan_transform": [0.5, 0.0, 594000.0, 0.0, -0.5, 5753000.0],
-               "ms_transform": [2.0, 0.0, 594000.0, 0.0, -2.0, 5753000.0], "subpixel_shift_px": [0.0, 0.0],
-               "nodata": nodata, "band_names": [f"b{i + 1}" for i in range(B)], "source": {"kind": "in-memory"}},
-    )
-
-
-def block_local(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int) -> np.ndarray:
-    """Zero-reach fusion: each MS pixel's value times PAN / (mean of PAN over that MS pixel's block)."""
-    B, h, w = ms.shape
-    blocks = pan.reshape(h, ratio, w, ratio)
-    gain = (blocks / (blocks.mean(axis=(1, 3), keepdims=True) + 1.0)).reshape(h * ratio, w * ratio)
-    return np.repeat(np.repeat(ms, ratio, axis=1), ratio, axis=2) * gain[None]
-
-
-@pytest.fixture(scope="module")
-def client():
-    c, owned = get_client(n_workers=2)
-    assert owned
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def sample():
-    s = load_sample("sn6-1").crop("t", 0, 0, 60)  # PAN 240 x 240, MS 4 x 60 x 60, fully valid
-    return s.pan, s.ms
 
 
 def fused_of(out: str) -> np.ndarray:

@@ -15,7 +15,8 @@ from affine import Affine
 from rio_cogeo.cogeo import cog_validate
 from s3_server import ACCESS_KEY, SECRET_KEY, s3_server  # noqa: F401  (session fixture)
 
-from trapan_cloud.errors import InputError, ResumeMismatchError, StoreExistsError
+from trapan_cloud.errors import (CorruptStoreError, IncompleteRunError, InputError, ResumeMismatchError,
+                                 StoreExistsError)
 from trapan_cloud.store import create_store, export_cog, open_result, open_store, stac_item_for_result
 from trapan_cloud.tiling import TilePlan, blend_weights, plan_tiles
 
@@ -122,9 +123,9 @@ def test_incomplete_store_is_refused(tmp_path, plan, image):
     t = plan.tiles[0]
     store.write_tile(t, blend_weights(t, plan) * image[(slice(None),) + t.ext_slices])
     store.mark_done(t, {})
-    with pytest.raises(InputError, match="8 of 9 tiles are not done"):
+    with pytest.raises(IncompleteRunError, match="8 of 9 tiles are not done"):
         store.finalize(plan)
-    with pytest.raises(InputError, match="'running' \\(1 of 9 tiles done\\), not 'complete'; resume it"):
+    with pytest.raises(IncompleteRunError, match="'running' \\(1 of 9 tiles done\\), not 'complete'; resume it"):
         open_result(url)
     with pytest.raises(ResumeMismatchError, match="made for the tile plan"):
         store.finalize(plan_tiles(plan.shape, 4, tile_px=16, halo_px=8))
@@ -142,11 +143,7 @@ def test_existing_store_needs_overwrite(tmp_path, plan):
 def test_resume_refuses_other_settings_and_foreign_stores(tmp_path, plan):
     url = str(tmp_path / "out.zarr")
     store = create_store(url, plan=plan, bands=BANDS, crs=CRS, transform=TRANSFORM, manifest=MANIFEST)
-    store.check_manifest(dict(MANIFEST))
-    with pytest.raises(ResumeMismatchError) as err:
-        store.check_manifest({**MANIFEST, "seed": 1, "prior": "zzz", "extra": True})
-    assert "extra: store (absent), now true" in str(err.value) and "prior: store \"abc123\", now \"zzz\"" \
-        in str(err.value) and "seed: store 0, now 1" in str(err.value) and "sensor" not in str(err.value)
+    assert open_store(url).manifest == MANIFEST  # kept as given; `RunManifest` compares it on resume
 
     foreign = tmp_path / "foreign.zarr"
     zarr.open_group(str(foreign), mode="w").attrs["title"] = "someone else's"
@@ -158,7 +155,7 @@ def test_resume_refuses_other_settings_and_foreign_stores(tmp_path, plan):
         open_store(str(tmp_path / "missing.zarr"))
 
     shutil.rmtree(tmp_path / "out.zarr" / "done")
-    with pytest.raises(ResumeMismatchError, match="corrupt trapan_cloud store.*done \\(expected \\(3, 3\\), found"):
+    with pytest.raises(CorruptStoreError, match="corrupt trapan_cloud store.*done \\(expected \\(3, 3\\), found"):
         open_store(url)
 
 
@@ -215,7 +212,7 @@ def test_s3_roundtrip_with_credentials_from_the_environment_only(s3_server, monk
         create_store(url, plan=plan, bands=BANDS, crs=CRS, transform=TRANSFORM, manifest=MANIFEST,
                      storage_options=options)
     store = open_store(url, options)
-    store.check_manifest(MANIFEST)
+    assert store.manifest == MANIFEST
     assert store.done().all() and store.status == "complete"
 
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
@@ -229,3 +226,29 @@ def test_s3_roundtrip_with_credentials_from_the_environment_only(s3_server, monk
     with pytest.raises((PermissionError, InputError, ResumeMismatchError)) as err:
         open_store(url, {**options, "skip_instance_cache": True})
     assert "wrong-secret" not in str(err.value) and SECRET_KEY not in str(err.value)
+
+
+def test_a_qa_field_added_to_tileqa_reaches_the_store_and_status(tmp_path, plan, image):
+    """One field on a `TileQA` subclass: the store gets its array, `store_status` its mean, worst value and tile."""
+    from dataclasses import dataclass
+
+    from trapan_cloud.qa import TileQA, qa_field, qa_specs
+    from trapan_cloud.store import store_status
+
+    @dataclass(frozen=True)
+    class WithSharpness(TileQA):
+        sharpness: float = qa_field(True, "edge energy of the fused tile")
+
+    assert [s.name for s in qa_specs(WithSharpness)][-1] == "sharpness"
+    url = str(tmp_path / "qa.zarr")
+    store = create_store(url, plan=plan, bands=BANDS, crs=CRS, transform=TRANSFORM, manifest=MANIFEST,
+                         qa=WithSharpness)
+    for t in plan.tiles:
+        store.write_tile(t, blend_weights(t, plan) * image[(slice(None),) + t.ext_slices])
+        store.mark_done(t, WithSharpness(d_s=0.1 * t.index, sharpness=10.0 - t.index).to_dict())
+    info = store_status(url)
+    last = len(plan.tiles) - 1
+    assert info["sharpness_min"] == 10.0 - last and info["sharpness_worst_tile"] == last  # higher is better
+    assert info["d_s_max"] == pytest.approx(0.1 * last) and info["d_s_worst_tile"] == last  # lower is better
+    assert "hqnr_mean" not in info  # never measured: NaN everywhere
+    assert open_store(url).group["sharpness"].attrs["long_name"] == "edge energy of the fused tile"

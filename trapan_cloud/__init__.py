@@ -26,9 +26,18 @@ __all__ = (
     "baselines",
     "sensors",
     "get_sensor",
+    "Scene",
+    "RunOptions",
+    "RunManifest",
+    "TileQA",
+    "TileMethod",
+    "register_method",
     "TrapanError",
     "InputError",
     "ResumeMismatchError",
+    "StoreExistsError",
+    "CorruptStoreError",
+    "IncompleteRunError",
     "__version__",
 )
 
@@ -36,6 +45,12 @@ _LAZY = {
     "pansharpen": ("trapan_cloud.fusion", "pansharpen"),
     "open_scene": ("trapan_cloud.scene", "open_scene"),
     "run": ("trapan_cloud.runner", "run"),
+    "RunOptions": ("trapan_cloud.runner", "RunOptions"),
+    "RunManifest": ("trapan_cloud.runner", "RunManifest"),
+    "Scene": ("trapan_cloud.scene", "Scene"),
+    "TileQA": ("trapan_cloud.qa", "TileQA"),
+    "TileMethod": ("trapan_cloud.registry", "TileMethod"),
+    "register_method": ("trapan_cloud.registry", "register"),
     "run_batch": ("trapan_cloud.batch", "run_batch"),
     "open_result": ("trapan_cloud.store", "open_result"),
     "RunResult": ("trapan_cloud.runner", "RunResult"),
@@ -50,6 +65,9 @@ _LAZY = {
     "TrapanError": ("trapan_cloud.errors", "TrapanError"),
     "InputError": ("trapan_cloud.errors", "InputError"),
     "ResumeMismatchError": ("trapan_cloud.errors", "ResumeMismatchError"),
+    "StoreExistsError": ("trapan_cloud.errors", "StoreExistsError"),
+    "CorruptStoreError": ("trapan_cloud.errors", "CorruptStoreError"),
+    "IncompleteRunError": ("trapan_cloud.errors", "IncompleteRunError"),
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+__all__ = ("TrapanError", "InputError", "ResumeMismatchError", "StoreExistsError", "CorruptStoreError",
+           "IncompleteRunError")
+
 
 class TrapanError(Exception):
     """Base of every error trapan_cloud raises on purpose."""
@@ -15,5 +18,15 @@ class ResumeMismatchError(TrapanError):
     """An existing store was made with other settings, or is not a trapan_cloud store: refusing to resume into it."""
 
 
+class CorruptStoreError(ResumeMismatchError):
+    """A trapan_cloud store whose arrays or attributes are missing or misshapen.
+
+    A `ResumeMismatchError` too, which is what such a store raised before this class existed."""
+
+
 class StoreExistsError(TrapanError):
     """The output exists and neither overwrite nor resume was asked for."""
+
+
+class IncompleteRunError(TrapanError):
+    """A run store with tiles not done was asked for its result; resume the run to finish it."""

@@ -1,0 +1,13 @@
+"""The run's Zarr store: `layout` (what a store holds, creating one), `io` (`RunStore`, opening a store or a result),
+`export` (COG and STAC item of a finished run), `status` (`trapan status`)."""
+
+from __future__ import annotations
+
+from .export import export_cog, stac_item_for_result
+from .io import RunStore, open_result, open_store, to_output_dtype
+from .layout import ATTR, COMPLETE, FORMAT_VERSION, RUNNING, create_store, exists_error, output_exists, pixel_centres
+from .status import store_status
+
+__all__ = ("create_store", "open_store", "open_result", "RunStore", "export_cog", "stac_item_for_result",
+           "store_status", "output_exists", "exists_error", "to_output_dtype", "pixel_centres", "ATTR", "COMPLETE",
+           "FORMAT_VERSION", "RUNNING")

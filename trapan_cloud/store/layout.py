@@ -1,0 +1,215 @@
+"""The store's layout: what a new run store holds (the template) and the checks made before it is written.
+
+One store holds one run:
+
+``tiles`` (band, slot_y, slot_x) float32
+    Stage A: one chunk (slot) per tile holding ``blend_weights(tile) × prediction`` over its ext window
+    (`trapan_cloud.tiling`); NaN where never written.
+``done`` (tile_row, tile_col) uint8
+    1 once a tile's data and QA are stored; one chunk per tile, written last, so a crash can only cause a recompute.
+QA layer: one (tile_row, tile_col) float64 array per `qa.TileQA` field
+    Per-tile quality values, one chunk per tile, NaN until written; each array's ``better`` attribute says whether
+    "higher" or "lower" values are better, and its ``long_name`` what it measures.
+``fused`` (band, y, x) in the output dtype
+    Stage B: the overlap-add of the stage-A slots, one chunk per tile core, georeferenced through the ``spatial_ref``
+    coordinate (CF ``crs_wkt`` + GDAL ``spatial_ref``/``GeoTransform``) and pixel-centre ``x``/``y`` coordinates.
+
+The root attribute ``trapan_cloud`` holds the run manifest, the tile plan and the ``status`` ("running", then
+"complete" once ``fused`` is written). Every write after the template touches whole chunks that belong to one tile,
+so concurrent writers never share an object. Metadata is not consolidated, so a status change is seen at once.
+
+Locations are local paths or fsspec URLs (``s3://bucket/key.zarr``). Credentials come from the environment or from
+``storage_options`` and are never written to the store, logged, or put in an error message (`redaction.redact`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError, StoreExistsError
+from ..qa import TileQA, qa_specs
+from ..redaction import redact
+from ..tiling import TilePlan
+
+if TYPE_CHECKING:
+    from .io import RunStore
+
+logger = logging.getLogger(__name__)
+
+ATTR = "trapan_cloud"
+"""Root attribute that marks a trapan_cloud store and holds its run description."""
+FORMAT_VERSION = 1
+"""Layout version of the store; bump when arrays or attributes change meaning."""
+RUNNING, COMPLETE = "running", "complete"
+OWN_NAMES = frozenset({"fused", "tiles", "done", "band", "x", "y", "spatial_ref", "prior"})
+"""Variable names of the store itself, which a QA field may not take."""
+
+
+def pixel_centres(origin: float, step: float, n: int) -> np.ndarray:
+    """Coordinates of the centres of ``n`` pixels of size ``step`` from ``origin`` (GDAL's pixel-is-area).
+
+    >>> pixel_centres(100.0, 2.0, 3).tolist()
+    [101.0, 103.0, 105.0]
+    """
+    return origin + step * (np.arange(n) + 0.5)
+
+
+def fs_path(url: str, storage_options: dict | None) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url`` (listing cache dropped, so existence is current)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(url), **(storage_options or {}))
+    fs.invalidate_cache()
+    return fs, path
+
+
+def output_exists(url: str, storage_options: dict | None = None) -> bool:
+    """Whether anything (a store, a file, a folder) is at ``url``."""
+    fs, path = fs_path(url, storage_options)
+    return bool(fs.exists(path))
+
+
+def exists_error(url: str) -> StoreExistsError:
+    """The one refusal of an existing output, for every command that writes one."""
+    return StoreExistsError(f"out: {redact(url)} already exists; pass overwrite=True (--overwrite) to replace it, or "
+                            "resume=True (trapan resume) to finish the run that made it")
+
+
+def check_transform(transform: Any) -> tuple[float, ...]:
+    """The 6 affine coefficients ``(a, b, c, d, e, f)`` (rasterio order; an ``affine.Affine`` works), no rotation."""
+    try:
+        coeffs = tuple(float(v) for v in tuple(transform)[:6])
+    except (TypeError, ValueError):
+        raise InputError(f"transform: expected the PAN grid's affine (a, b, c, d, e, f), found {transform!r}") from None
+    if len(coeffs) != 6:
+        raise InputError(f"transform: expected 6 affine coefficients (a, b, c, d, e, f), found {len(coeffs)}")
+    a, b, _, d, e, _ = coeffs
+    if b or d or not a or not e or not all(math.isfinite(v) for v in coeffs):
+        raise InputError(f"transform: expected a north-up grid (b = d = 0, a and e non-zero), found {coeffs}")
+    return coeffs
+
+
+def _check_manifest(manifest: dict, storage_options: dict | None) -> None:
+    """A JSON-ready manifest without any credential-looking value of ``storage_options`` (never printed)."""
+    try:
+        text = json.dumps(manifest, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"manifest: expected a JSON-ready dict ({exc})") from None
+    secrets = [v for k, v in (storage_options or {}).items()
+               if isinstance(v, str) and len(v) >= 4 and re.search(r"key|secret|token|password|credential", k, re.I)]
+    if any(s in text for s in secrets):
+        raise InputError("manifest: contains a credential from storage_options; credentials must never be stored")
+
+
+def _check_output(dtype: str, nodata: float | None, zarr_format: int) -> np.dtype:
+    """The output dtype, checked with its nodata value and the Zarr format."""
+    if zarr_format not in (2, 3):
+        raise InputError(f"zarr_format: expected 2 or 3, found {zarr_format!r}")
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"dtype: expected a numpy dtype name such as 'uint16' or 'float32', found {dtype!r}") from None
+    if out_dtype.kind not in "uif":
+        raise InputError(f"dtype: expected an integer or floating output type, found {out_dtype}")
+    if nodata is not None and out_dtype.kind in "ui" and not (
+            np.iinfo(out_dtype).min <= nodata <= np.iinfo(out_dtype).max and float(nodata).is_integer()):
+        raise InputError(f"nodata: {nodata!r} is not a value of the output dtype {out_dtype}")
+    return out_dtype
+
+
+def _crs(crs: Any) -> Any:
+    """A pyproj CRS from anything ``pyproj.CRS.from_user_input`` takes."""
+    import pyproj
+
+    try:
+        return pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as exc:
+        raise InputError(f"crs: expected a CRS (EPSG code, WKT, PROJ string), found {crs!r} ({exc})") from None
+
+
+def _template(plan: TilePlan, bands: list[str], crs_obj: Any, coeffs: tuple[float, ...], out_dtype: np.dtype,
+              nodata: float | None, qa: type[TileQA], info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The lazy template Dataset of a new store and its Zarr encoding."""
+    import dask.array as da
+    import xarray as xr
+
+    H, W = plan.shape
+    B, s = len(bands), plan.slot_px
+    a, _, c, _, e, f = coeffs
+    grid_mapping = {**crs_obj.to_cf(), "spatial_ref": crs_obj.to_wkt(),
+                    "GeoTransform": f"{c!r} {a!r} 0.0 {f!r} 0.0 {e!r}"}
+    tile_dims, per_tile = ("tile_row", "tile_col"), (plan.n_rows, plan.n_cols)
+    data_vars = {
+        "fused": (("band", "y", "x"), da.zeros((B, H, W), dtype=out_dtype, chunks=(B, plan.tile_px, plan.tile_px)),
+                  {"grid_mapping": "spatial_ref", "long_name": "pansharpened digital numbers",
+                   "units": "DN" if out_dtype.kind in "ui" else "1"}),
+        "tiles": (("band", "slot_y", "slot_x"),
+                  da.zeros((B, plan.n_rows * s, plan.n_cols * s), dtype=np.float32, chunks=(B, s, s)),
+                  {"long_name": "stage A: blending weight x prediction per tile slot"}),
+        "done": (tile_dims, da.zeros(per_tile, dtype=np.uint8, chunks=1),
+                 {"long_name": "1 when the tile's data and QA are stored"}),
+    }
+    for spec in qa_specs(qa):
+        data_vars[spec.name] = (tile_dims, da.zeros(per_tile, dtype=np.float64, chunks=1),
+                                {"long_name": spec.description, "better": "higher" if spec.higher_is_better else
+                                 "lower"})
+    x_attrs, y_attrs = ({"standard_name": f"projection_{ax}_coordinate", "axis": ax.upper()} for ax in "xy")
+    if crs_obj.is_geographic:
+        x_attrs, y_attrs = {"standard_name": "longitude", "units": "degrees_east"}, \
+            {"standard_name": "latitude", "units": "degrees_north"}
+    ds = xr.Dataset(data_vars, coords={"band": ("band", np.array(bands, dtype=object)),
+                                       "y": ("y", pixel_centres(f, e, H), y_attrs),
+                                       "x": ("x", pixel_centres(c, a, W), x_attrs),
+                                       "spatial_ref": ((), np.int64(0), grid_mapping)}, attrs={ATTR: info})
+    encoding = {
+        "fused": {"chunks": (B, plan.tile_px, plan.tile_px), "_FillValue": nodata},
+        "tiles": {"chunks": (B, s, s), "_FillValue": np.float32(np.nan)},
+        "done": {"chunks": (1, 1), "_FillValue": np.uint8(0)},
+        **{spec.name: {"chunks": (1, 1), "_FillValue": np.nan} for spec in qa_specs(qa)},
+    }
+    return ds, encoding
+
+
+def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...], crs: Any, transform: Any,
+                 manifest: dict, dtype: str = "uint16", nodata: float | None = 0, zarr_format: int = 3,
+                 storage_options: dict | None = None, overwrite: bool = False,
+                 qa: type[TileQA] = TileQA) -> RunStore:
+    """Write the template of a new run: metadata, coordinates and empty arrays, status "running".
+
+    ``plan`` is the run's tile plan (its PAN shape is the output grid); ``bands`` one name per MS band; ``crs`` and
+    ``transform`` the PAN grid's CRS (anything pyproj takes) and north-up affine ``(a, b, c, d, e, f)``; ``manifest``
+    the JSON-ready run settings (a `RunManifest.to_dict`), credential-free; ``dtype`` and ``nodata`` the output
+    type of ``fused`` and its nodata value (None for none); ``zarr_format`` 3 or 2; ``overwrite`` replaces an existing
+    store (otherwise `StoreExistsError`); ``qa`` the `TileQA` class whose fields become the QA arrays.
+    """
+    from .io import open_store
+
+    out_dtype = _check_output(dtype, nodata, zarr_format)
+    bands = [str(b) for b in bands]
+    if not bands or len(set(bands)) != len(bands):
+        raise InputError(f"bands: expected unique band names, one per MS band, found {bands}")
+    names = [s.name for s in qa_specs(qa)]
+    if not OWN_NAMES.isdisjoint(names):
+        raise InputError(f"qa: fields {names} clash with the store's own variable names")
+    crs_obj, coeffs = _crs(crs), check_transform(transform)
+    _check_manifest(manifest, storage_options)
+    fs, path = fs_path(url, storage_options)
+    if fs.exists(path):
+        if not overwrite:
+            raise exists_error(url)
+        logger.info("overwriting %s", redact(url))
+        fs.rm(path, recursive=True)
+    info = {"format_version": FORMAT_VERSION, "status": RUNNING, "manifest": manifest, "plan": plan.to_dict(),
+            "bands": bands, "dtype": out_dtype.name, "nodata": nodata, "qa_fields": names}
+    ds, encoding = _template(plan, bands, crs_obj, coeffs, out_dtype, nodata, qa, info)
+    ds.to_zarr(url, mode="w", compute=False, zarr_format=zarr_format, consolidated=False, encoding=encoding,
+               storage_options=storage_options or None)
+    logger.info("created %s: %d x %d tiles, %d bands, zarr v%d", redact(url), plan.n_rows, plan.n_cols, len(bands),
+                zarr_format)
+    return open_store(url, storage_options)
