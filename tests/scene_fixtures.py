@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from trapan_cloud import samples
+from trapan_cloud import geotiff, samples
 
 STAC_DIR = Path(__file__).parent / "data" / "stac"
 
@@ -52,7 +52,7 @@ class SceneFiles:
 def write_cog(path: str | Path, array: np.ndarray, transform: Affine, crs: str, nodata: float | None = None,
               blocksize: int = 64) -> Path:
     """The package's COG writer with small internal tiles for tiny tests."""
-    return Path(samples.write_cog(str(path), array, transform, crs, nodata, blocksize=blocksize))
+    return Path(geotiff.write_cog(str(path), array, transform, crs, nodata, blocksize=blocksize))
 
 
 def random_dn(shape: tuple[int, ...], seed: int, dtype: str = "uint16", high: int = 2047) -> np.ndarray:

@@ -18,11 +18,24 @@ def item(tmp_path_factory) -> str:
     return write_sample_item(sample, str(tmp_path_factory.mktemp("cli")))
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command_and_the_exit_codes():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     for cmd in ("run", "resume", "status", "evaluate", "baseline", "batch", "demo"):
         assert cmd in result.output
+    assert "3 for a run that ended with tiles not done" in result.output.replace("\n", " ")
+
+
+def test_shared_flags_mean_the_same_in_every_command():
+    """``--json`` takes a file (or '-') everywhere; ``--gpu``/``--tile``/``--overwrite`` share one help text."""
+    seen: dict[str, set] = {}
+    for name, cmd in main.commands.items():
+        for p in cmd.params:
+            for opt in getattr(p, "opts", []):
+                seen.setdefault(opt, set()).add((p.is_flag if hasattr(p, "is_flag") else None, p.help))
+    for opt in ("--json", "--gpu", "--tile", "--overwrite", "--scheduler", "--preset", "--config"):
+        assert len(seen[opt]) == 1, (opt, seen[opt])
+    assert not next(iter(seen["--json"]))[0]  # takes a value
 
 
 def test_run_needs_an_input_and_names_the_flags():
@@ -79,7 +92,7 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
         ds = open_result(out)
         assert cog.crs == ds.rio.crs and cog.transform == ds.rio.transform()
         np.testing.assert_array_equal(cog.read(), ds["fused"].values)
-    status = runner.invoke(main, ["status", out, "--json"])
+    status = runner.invoke(main, ["status", out, "--json", "-"])
     assert status.exit_code == 0, status.output
     info = json.loads(status.output)
     assert info["status"] == "complete" and info["tiles_done"] == 4 and info["tiles_pending"] == 0
@@ -111,5 +124,5 @@ def test_batch_over_a_local_catalog_then_nothing_to_do(tmp_path):
         "trapan-sample-sn6-1.zarr", "trapan-sample-sn6-2.zarr", "trapan-sample-sn6-3.zarr"]
     second = runner.invoke(main, args)
     assert second.exit_code == 0, second.output
-    report = json.loads(second.output[second.output.index("{"):])
+    report = json.loads(second.output)
     assert report["tiles_computed"] == 0 and {i["status"] for i in report["items"]} == {"skipped"}

@@ -14,7 +14,8 @@ import pytest
 from s3_server import ACCESS_KEY, SECRET_KEY, s3_server  # noqa: F401 - session fixture
 from trapan_cloud.cluster import get_client
 from trapan_cloud.runner import resume, run
-from trapan_cloud.samples import load_sample, write_cog
+from trapan_cloud.geotiff import write_cog
+from trapan_cloud.samples import load_sample
 from trapan_cloud.scene import open_scene
 from trapan_cloud.store import open_result, open_store
 

@@ -1,7 +1,8 @@
 """The ``trapan`` command: thin commands that parse flags, call the public API and print.
 
 Results go to stdout, logs and progress to stderr. Heavy rooms (torch, dask) are imported inside the commands, so
-``trapan status`` and ``trapan --help`` start fast. Any `TrapanError` becomes one paragraph on stderr and exit 1.
+``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
+each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import TrapanError
+from .errors import IncompleteRunError, TrapanError
+from .registry import names
 
 log = logging.getLogger("trapan_cloud")
 
 PRESETS = ("fast", "default", "paper")
+EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
+EXIT_CODES = (f"Exit status: 0 when the command did all it was asked; {EXIT_ERROR} for an input or store error; "
+              f"{EXIT_USAGE} for a usage error; {EXIT_INCOMPLETE} for a run that ended with tiles not done "
+              f"(resume it); "
+              f"{EXIT_INTERRUPTED} when interrupted.")
 
 
 def _configure_logging(verbose: int, quiet: int) -> None:
@@ -31,15 +38,28 @@ def _configure_logging(verbose: int, quiet: int) -> None:
     root.setLevel(level)
 
 
+class _Failure(click.ClickException):
+    """One paragraph on stderr and the exit status of its error class."""
+
+    def __init__(self, exc: TrapanError) -> None:
+        from .redaction import redact
+
+        super().__init__(redact(f"{type(exc).__name__}: {exc}"))
+        self.exit_code = EXIT_INCOMPLETE if isinstance(exc, IncompleteRunError) else EXIT_ERROR
+
+
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own errors into one paragraph and exit status 1 (click keeps 2 for usage errors)."""
+    """Turn the project's own errors into one paragraph and their exit status (click keeps 2 for usage errors)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except TrapanError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+            raise _Failure(exc) from exc
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 
@@ -56,11 +76,15 @@ def input_opts(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 scheduler_opt = click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
                              help="Address of a running Dask scheduler (default: an embedded LocalCluster).")
+gpu_opt = click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+tile_opt = click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
+overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 preset_opt = click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
                           help="TRA-PAN configuration preset.")
 config_opt = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
                           help="JSON file of TrapanConfig fields overriding the preset (unknown keys are an error).")
-json_opt = click.option("--json", "json_out", default=None, help="Also write the result as JSON to this file ('-' = stdout).")
+json_opt = click.option("--json", "json_out", default=None,
+                        help="Also write the result as JSON to this file ('-': JSON only, to stdout).")
 
 
 def _scene(stac: str | None, pan: str | None, ms: str | None, sensor: str | None) -> Any:
@@ -85,10 +109,13 @@ def _config(preset: str, config_file: str | None) -> Any:
     return config
 
 
-def _emit(payload: dict, json_out: str | None) -> None:
+def _emit(payload: dict, json_out: str | None, text: str) -> None:
+    """``text`` on stdout, or the JSON alone with ``--json -``; the JSON also to the ``--json`` file."""
     if json_out == "-":
         click.echo(json.dumps(payload, indent=1, default=str))
-    elif json_out:
+        return
+    click.echo(text)
+    if json_out:
         with open(json_out, "w") as f:
             json.dump(payload, f, indent=1, default=str)
 
@@ -105,7 +132,7 @@ class _TileProgress:
         click.echo(f"\rtiles {self.n}/{self.total}", err=True, nl=self.n >= (self.total or 0))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="trapan")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Less log output on stderr (repeatable).")
@@ -128,18 +155,19 @@ def main(verbose: int, quiet: int) -> None:
 @input_opts
 @click.option("--out", required=True, help="Output Zarr store: local path or fsspec URL (s3://bucket/key.zarr).")
 @scheduler_opt
-@click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
-@click.option("--overlap", type=int, default=None, help="Halo per side in PAN pixels (default: >= 48, a multiple of the ratio).")
-@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@tile_opt
+@click.option("--overlap", type=int, default=None,
+              help="Halo per side in PAN pixels (default: >= 48, a multiple of the ratio).")
+@gpu_opt
 @preset_opt
 @config_opt
-@click.option("--method", default="trapan", show_default=True,
-              help="trapan, or a classical method with a local operator (e.g. exp) for comparison runs.")
+@click.option("--method", type=click.Choice(names(tileable=True)), default="trapan", show_default=True,
+              help="trapan, or a classical method run tile by tile, for comparison runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each tile's seed derives from it.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True)
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output store.")
+@overwrite_opt
 @click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
 @json_opt
 @_friendly
@@ -162,18 +190,19 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
         result = runner.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
                               seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
                               progress=_TileProgress())
-    click.echo(result.summary())
-    if cog_path and result.complete:
+    _emit(result.to_dict(), json_out, result.summary())
+    if not result.complete:
+        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
+    if cog_path:
         from .store import export_cog
 
-        click.echo(f"COG: {export_cog(out, cog_path)}")
-    _emit(result.to_dict(), json_out)
+        click.echo(f"COG: {export_cog(out, cog_path)}", err=json_out == "-")
 
 
 @main.command()
 @click.argument("out")
 @scheduler_opt
-@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@gpu_opt
 @json_opt
 @_friendly
 def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
@@ -183,24 +212,22 @@ def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> 
 
     with client_for(scheduler, gpu=gpu) as client:
         result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
-    click.echo(result.summary())
-    _emit(result.to_dict(), json_out)
+    _emit(result.to_dict(), json_out, result.summary())
+    if not result.complete:
+        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
 
 
 @main.command()
 @click.argument("out")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@json_opt
 @_friendly
-def status(out: str, as_json: bool) -> None:
-    """Tiles done / pending / failed and the per-tile QA summary of a store (never loads torch)."""
+def status(out: str, json_out: str | None) -> None:
+    """Tiles done / pending / failed and the per-tile QA summary (mean, worst value and tile) of a store; never loads
+    torch."""
     from .store import store_status
 
     info = store_status(out)
-    if as_json:
-        click.echo(json.dumps(info, indent=1, default=str))
-        return
-    for key, value in info.items():
-        click.echo(f"{key:>14}: {value}")
+    _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
 
 
 @main.command()
@@ -214,17 +241,15 @@ def evaluate(stac: str | None, pan: str | None, ms: str | None, sensor: str | No
     from .jobs import evaluate_fused
 
     scores = evaluate_fused(_scene(stac, pan, ms, sensor), fused)
-    for key, value in scores.items():
-        click.echo(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
-    _emit(scores, json_out)
+    _emit(scores, json_out, "\n".join(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}"
+                                      for key, value in scores.items()))
 
 
 @main.command()
-@click.option("--method", "method", required=True,
-              type=click.Choice(["exp", "bt-h", "mtf-glp-fs", "mtf-glp-hpm", "gsa", "gdal-brovey"]))
+@click.option("--method", "method", required=True, type=click.Choice(names(classical=True)))
 @input_opts
 @click.option("--out", required=True, help="Output GeoTIFF (COG) on the PAN grid.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@overwrite_opt
 @_friendly
 def baseline(method: str, stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str,
              overwrite: bool) -> None:
@@ -245,8 +270,8 @@ def baseline(method: str, stac: str | None, pan: str | None, ms: str | None, sen
 @scheduler_opt
 @preset_opt
 @config_opt
-@click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
-@click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
+@tile_opt
+@gpu_opt
 @json_opt
 @_friendly
 def batch(catalog: str | None, api: str | None, collections: str | None, bbox: str | None, datetime_: str | None,
@@ -263,10 +288,10 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
                            collections=collections.split(",") if collections else None,
                            bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
                            tile=tile, gpu=gpu)
-    click.echo(result.table())
-    _emit(json.loads(result.to_json()), json_out)
+    _emit(json.loads(result.to_json()), json_out, result.table())
     if result.failed:
-        raise click.ClickException(f"{len(result.failed)} item(s) failed; see the table above")
+        raise _Failure(IncompleteRunError(f"{len(result.failed)} item(s) failed; see the table; run the batch again "
+                                          "to retry them"))
 
 
 @main.command()

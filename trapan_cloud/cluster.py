@@ -56,9 +56,8 @@ MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_MMAP_THRESHOLD_": "
 """glibc malloc settings for worker processes running torch.
 
 distributed's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536`` by default; setting any malloc parameter also freezes
-glibc's dynamic mmap threshold at 128 KiB, so every tensor of a refinement step is mmap'd and unmapped again:
-measured on one 352² tile, 16x more page faults and a 1.9x slower Stage 2 than the same call in a plain process.
-These values keep allocations up to 32 MiB in the heap and trim only above 256 MiB (same speed as a plain process).
+glibc's dynamic mmap threshold at 128 KiB, so every tensor of a refinement step would be mmap'd and unmapped again
+(bench/RESULTS.md, decision log). These values keep allocations up to 32 MiB in the heap and trim only above 256 MiB.
 The worker image sets the same values (``deploy/dask.yaml``, ``tests/test_deploy.py`` keeps them equal)."""
 
 
@@ -68,10 +67,10 @@ loop tick.
 
 By default every worker samples its task thread's stack every 10 ms and every process's event loop wakes every
 20 ms; each wake takes the GIL from the torch loop, and on a machine with one core per worker that CPU comes out of the
-torch threads too. These settings are part of what lifted the 2-worker speed-up of ``bench/pipeline.py`` from 1.58
-to 1.85 (bench/RESULTS.md "pipeline"). The cost: the dashboard's Profile page stays empty and an event loop blocked
-for less than a second goes unnoticed (the warning limit is 3 s anyway). The worker image sets the same
-(``deploy/dask.yaml``; ``tests/test_deploy.py`` keeps them equal)."""
+torch threads too (the effect on ``bench/pipeline.py`` is in bench/RESULTS.md, decision log). The cost: the
+dashboard's Profile page stays empty and an event loop blocked for less than a second goes unnoticed (the warning
+limit is 3 s anyway). The worker image sets the same (``deploy/dask.yaml``; ``tests/test_deploy.py`` keeps them
+equal)."""
 
 
 def default_n_workers(threads_per_worker: int = 1, gpu: bool = False) -> int:

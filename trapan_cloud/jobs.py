@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .qa import evaluation_window
+from .qa import Q_BLOCK, evaluation_window
 from .scene.model import as_scene
 from .validate import validity
 
@@ -45,7 +45,8 @@ def score_full_resolution(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, se
 
     H, W = evaluation_window(pan.shape, ratio)
     if H == 0 or W == 0:
-        raise InputError(f"fused: the image {pan.shape} is smaller than one {math.lcm(32, ratio)}-px evaluation block")
+        step = math.lcm(Q_BLOCK, ratio)
+        raise InputError(f"fused: the image {pan.shape} is smaller than one {step}-px evaluation block")
     f, p, m = fused[:, :H, :W], pan[:H, :W], ms[:, : H // ratio, : W // ratio]
     scores = full_resolution(f, p, m, sensor, ratio=ratio)
     scores["window_px"] = f"{H}x{W}"
@@ -80,7 +81,7 @@ def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -
     """Run ``method`` on the whole scene and write a COG on the PAN grid (uint16 DN, rounded and clipped)."""
     from affine import Affine
 
-    from .samples import write_cog
+    from .geotiff import write_cog
     from .sensors import get_sensor
     from .store import exists_error, output_exists
 

@@ -75,7 +75,8 @@ def evaluation_window(shape: tuple[int, int], ratio: int) -> tuple[int, int]:
 
 def score_window(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int,
                  window: tuple[int, int, int, int], valid: np.ndarray) -> tuple[dict[str, float], str | None]:
-    """HQNR, D_λ^K and D_s of ``fused`` (B, H, W) DN on the largest evaluation window inside ``window`` (y0, y1, x0, x1).
+    """HQNR, D_λ^K and D_s of ``fused`` (B, H, W) DN on the largest evaluation window inside ``window``
+    (y0, y1, x0, x1).
 
     Scored on values clipped at 0, as the stored DN are; NaN where no window fits or it holds nodata. A metric that
     refuses the window gives NaN and its message (second value): quality control never fails a good tile.

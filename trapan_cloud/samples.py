@@ -23,6 +23,7 @@ import numpy as np
 from affine import Affine
 
 from .errors import InputError
+from .geotiff import write_cog
 
 _COMMON = {"nir1": "nir", "nir08": "nir"}  # STAC eo common names of our band names
 SN6_ATTRIBUTION = "SpaceNet 6, SpaceNet LLC / Maxar, CC BY-SA 4.0"
@@ -105,32 +106,6 @@ def bench_crops() -> list[Sample]:
         # PAN row 2i+1 / column 2j carry MS (i, j); the toolbox wants 2u+1 on both axes: shift PAN one column left.
         load_sample("l8-momotombo").crop("L8-momotombo", 39, 106, 256, pan_offset=(0, -1)),
     ]
-
-
-def write_cog(path: str, array: np.ndarray, transform: Affine, crs: str, nodata: float | None = 0,
-              band_names: tuple[str, ...] | None = None, blocksize: int = 256) -> str:
-    """Write a band-first (or 2-D) array as a Cloud-Optimized GeoTIFF (deflate, ``blocksize``-px internal tiles)."""
-    import rasterio
-    from rasterio.io import MemoryFile
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
-    data = array[None] if array.ndim == 2 else array
-    profile = dict(driver="GTiff", height=data.shape[1], width=data.shape[2], count=data.shape[0],
-                   dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
-    cog = cog_profiles.get("deflate")
-    cog.update(blockxsize=blocksize, blockysize=blocksize)
-    path = str(path)
-    with MemoryFile() as mem:
-        with mem.open(**profile) as dst:
-            dst.write(data)
-            for i, name in enumerate(band_names or (), start=1):
-                dst.set_band_description(i, name)
-        with mem.open() as src:
-            cog_translate(src, path, cog, in_memory=True, quiet=True)
-    with rasterio.open(path):  # fail here, not later in a worker, if the file came out unreadable
-        pass
-    return path
 
 
 def write_sample_item(sample: Sample, out_dir: str) -> str:

@@ -8,13 +8,11 @@ decimation phase, as a whole-scene run (``reference/METRICS.md``, "Tiling guidan
 
 Blending (``reference/STACK.md`` §4.3). Along one axis the cores meet at boundaries ``b_1 < … < b_{n-1}``. A sin²
 step ``s_k`` rises from 0 to 1 across the central half ``[b_k - halo/2, b_k + halo/2)`` of the overlap of the two ext
-windows that meet there. The outer half of every halo is context only (weight 0): pixels there are the ones a tile's
-operator computes from a truncated neighbourhood, so a local operator whose reach is at most ``halo/2`` gives a tiled
-result equal to the whole-scene one;
-tile ``i`` gets ``w_i = s_i - s_{i+1}`` with ``s_0 = 1`` and ``s_n = 0``. The sum over tiles telescopes to 1 in every
-pixel (scene edges and corners included), ``w_i`` is zero outside the tile's ext window, 1 where only this tile
-reaches, and the neighbour's weight is the exact cos² complement. The 2-D weight is the outer product, so it is a
-partition of unity too. Since the weights sum to 1, the overlap-add needs no normalisation pass.
+windows that meet there; the outer half of every halo is context only (weight 0), so a local operator whose reach is
+at most ``halo/2`` gives a tiled result equal to the whole-scene one. Tile ``i`` gets ``w_i = s_i - s_{i+1}`` with
+``s_0 = 1`` and ``s_n = 0``: the sum telescopes to 1 in every pixel, ``w_i`` is zero outside the ext window and the
+neighbour's weight is the exact cos² complement. The 2-D weight (outer product) is a partition of unity too, so the
+overlap-add needs no normalisation pass.
 
 Stage A keeps every tile's ``weight × prediction`` in a *tile-major* array of shape
 ``(B, n_rows * slot_px, n_cols * slot_px)``, ``slot_px = tile_px + 2 * halo_px``, one chunk (a *slot*) per tile, with
@@ -214,11 +212,6 @@ class TilePlan:
     def slot_px(self) -> int:
         """Side of one tile's slot (chunk) in the tile-major stage-A array: ``tile_px + 2 * halo_px``."""
         return self.tile_px + 2 * self.halo_px
-
-    @property
-    def ms_shape(self) -> tuple[int, int]:
-        """``(h, w)``: MS shape of the scene."""
-        return (self.shape[0] // self.ratio, self.shape[1] // self.ratio)
 
     @property
     def core_chunks(self) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -1,4 +1,5 @@
-"""The per-scene prior: scan valid pixels per tile, pick the sample tiles, fit the prior once (or reuse the stored one)."""
+"""The per-scene prior: scan valid pixels per tile, pick the sample tiles, fit the prior once (or reuse the stored
+one)."""
 
 from __future__ import annotations
 

@@ -10,12 +10,13 @@ from ..redaction import redact
 from ..sensors import KNOWN, Sensor, get_sensor
 from .cog import RasterInfo, open_raster, read_info
 from .grid import Alignment, align_grids, crs_string, pixel_centres
+from .loaders import LOADERS
 from .model import SceneMeta, Source
 
 if TYPE_CHECKING:
     import xarray as xr
 
-BACKENDS = ("odc", "stackstac")
+BACKENDS = tuple(LOADERS)
 DEFAULT_CHUNKS_PX = 2048
 """Default PAN block side: a multiple of the 512-px COG tile and of every sensor ratio."""
 
@@ -87,8 +88,7 @@ def _open_item(item: Any, sensor: str | Sensor | None, backend: str, pan_asset: 
     align = align_grids(plan.pan.grid, plan.ms[0].grid, names)
     value = _resolve_nodata(nodata, plan.pan, plan.ms)
     chunk = _chunk(chunks, align.ratio)
-    load = stac.load_odc if backend == "odc" else stac.load_stackstac
-    pan_arr, ms_arr = load(plan, align, chunk)
+    pan_arr, ms_arr = LOADERS[backend](plan, align, chunk)
     source = Source(backend=backend, item=plan.item.get("id"),
                     item_href=None if plan.item_href is None else redact(plan.item_href),
                     pan_asset=plan.pan_key, ms_assets=tuple(plan.ms_keys), pan=redact(plan.pan.href),

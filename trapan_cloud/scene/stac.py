@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -24,7 +23,7 @@ from ..errors import InputError
 from ..redaction import redact
 from ..sensors import KNOWN, Sensor, get_sensor, sensor_from_platform
 from .cog import RasterInfo, read_info
-from .grid import Alignment, Grid
+from .grid import Grid
 
 PAN_KEYS = frozenset({"pan", "pan_analytic", "panchromatic", "b8", "band_p"})
 """Asset keys / band names that mean PAN when no asset carries ``common_name: pan`` (Maxar, DEA, Landsat)."""
@@ -49,9 +48,6 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 
 _VNIR_ORDER = ("coastal", "blue", "green", "yellow", "red", "rededge", "nir")
 """Default MS bands, in wavelength order, for a sensor without a band table (``generic``)."""
-
-PROJ_EXT = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
-RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 
 
 @dataclass(frozen=True)
@@ -352,110 +348,3 @@ def plan_item(item: Any, sensor: str | Sensor | None, pan_asset: str | None,
     ms = tuple(asset_info(d, k, asset_href(d, k, base)) for k in ms_keys)
     href = base if isinstance(item, (str, os.PathLike)) else None
     return ItemPlan(d, href, s, pan_key, pan, ms_keys, ms)
-
-
-# ---------------------------------------------------------------------------------------------------- loading
-
-
-def _datetime(d: dict[str, Any]) -> str:
-    """The item's datetime in strict RFC 3339 (Maxar writes a space instead of 'T'); epoch when it has none."""
-    props = d.get("properties") or {}
-    for field in ("datetime", "start_datetime"):
-        value = props.get(field)
-        if value:
-            try:
-                return datetime.fromisoformat(str(value)).isoformat()
-            except ValueError:
-                continue
-    return "1970-01-01T00:00:00+00:00"
-
-
-def minimal_item(plan: ItemPlan) -> dict[str, Any]:
-    """A STAC item with only the assets to read, absolute hrefs and explicit grids, bands, dtypes and nodata."""
-    assets = {}
-    for key, info in zip((plan.pan_key, *plan.ms_keys), (plan.pan, *plan.ms)):
-        epsg = info.grid.crs.to_epsg()
-        crs_field = {"proj:epsg": epsg} if epsg else {"proj:wkt2": info.grid.crs.to_wkt()}
-        band = {"data_type": info.dtype} | ({} if info.nodata is None else {"nodata": info.nodata})
-        assets[key] = {
-            "href": info.href,
-            "type": "image/tiff; application=geotiff",
-            "roles": ["data"],
-            **crs_field,
-            "proj:shape": list(info.grid.shape),
-            "proj:transform": list(info.grid.transform)[:6],
-            "raster:bands": [band] * info.count,
-        }
-    d = plan.item
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": [PROJ_EXT, RASTER_EXT],
-        "id": str(d.get("id", "item")),
-        "geometry": d.get("geometry"),
-        "bbox": d.get("bbox"),
-        "properties": {"datetime": _datetime(d)},
-        "links": [],
-        "assets": assets,
-    }
-
-
-def _band_names(plan: ItemPlan) -> list[str]:
-    """odc-stac variable names of the MS bands: the asset keys, or ``key.1 … key.B`` for one multi-band asset."""
-    if len(plan.ms_keys) == 1 and plan.ms[0].count > 1:
-        return [f"{plan.ms_keys[0]}.{i + 1}" for i in range(plan.ms[0].count)]
-    return list(plan.ms_keys)
-
-
-def load_odc(plan: ItemPlan, align: Alignment, chunks_px: int) -> tuple[Any, Any]:
-    """Lazy PAN (y, x) and MS (band, y, x) dask arrays, read by odc-stac on explicit GeoBoxes of the cropped grids."""
-    import dask.array as da
-    import odc.stac
-    import pystac
-    from odc.geo.geobox import GeoBox
-
-    item = pystac.Item.from_dict(minimal_item(plan))
-    crs = plan.pan.grid.crs.to_wkt()
-    r = align.ratio
-    pan_box = GeoBox(align.pan_shape, align.pan_transform, crs)
-    ms_box = GeoBox(align.ms_shape, align.ms_transform, crs)
-    pan = odc.stac.load([item], bands=[plan.pan_key], geobox=pan_box, chunks={"y": chunks_px, "x": chunks_px},
-                        resampling="nearest")[plan.pan_key]
-    names = _band_names(plan)
-    ms_ds = odc.stac.load([item], bands=names, geobox=ms_box, resampling="nearest",
-                          chunks={"y": chunks_px // r, "x": chunks_px // r})
-    ms = da.stack([ms_ds[n].data[0] for n in names])
-    return pan.data[0], ms
-
-
-def load_stackstac(plan: ItemPlan, align: Alignment, chunks_px: int) -> tuple[Any, Any]:
-    """Lazy PAN and MS dask arrays read by stackstac on the exact native grids (``snap_bounds=False``).
-
-    stackstac reads single-band assets only and needs an EPSG code; anything else is refused up front.
-    """
-    if len(plan.ms_keys) == 1 and plan.ms[0].count > 1:
-        raise InputError(f"backend: stackstac cannot read the multi-band MS asset {plan.ms_keys[0]!r} "
-                         f"({plan.ms[0].count} bands in one file); use backend=\"odc\"")
-    epsg = plan.pan.grid.crs.to_epsg()
-    if epsg is None:
-        raise InputError(f"backend: stackstac needs an EPSG code and the CRS of {plan.pan_key!r} has none; "
-                         "use backend=\"odc\"")
-    import numpy as np
-    import stackstac
-
-    item = minimal_item(plan)
-    r = align.ratio
-
-    def stack(keys: list[str], transform: Affine, shape: tuple[int, int], dtype: str, nodata: float | None,
-              chunk: int) -> Any:
-        bounds = Grid(plan.pan.grid.crs, transform, shape).bounds
-        arr = stackstac.stack([item], assets=keys, epsg=epsg, resolution=(abs(transform.a), abs(transform.e)),
-                              bounds=bounds, snap_bounds=False, dtype=np.dtype(dtype),
-                              fill_value=np.dtype(dtype).type(0 if nodata is None else nodata), rescale=False,
-                              chunksize=chunk, xy_coords="center", properties=False, band_coords=False)
-        return arr.data[0]
-
-    pan = stack([plan.pan_key], align.pan_transform, align.pan_shape, plan.pan.dtype, plan.pan.nodata, chunks_px)
-    ms = stack(list(plan.ms_keys), align.ms_transform, align.ms_shape, plan.ms[0].dtype, plan.ms[0].nodata,
-               chunks_px // r)
-    return pan[0], ms

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import Any
-
 from ..redaction import redact
 from .io import open_result, open_store
 
 
 def export_cog(url: str, path: str, storage_options: dict | None = None, profile: str = "deflate") -> str:
-    """Write a finished run's ``fused`` as a Cloud-Optimized GeoTIFF at local ``path`` (rio-cogeo); returns ``path``.
-
-    The scene is copied one tile core at a time into a temporary GeoTIFF, so it is never held in memory.
-    """
-    import rasterio
-    from rasterio.windows import Window
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
+    """Write a finished run's ``fused`` as a Cloud-Optimized GeoTIFF at local ``path``, one tile core at a time (the
+    scene is never held in memory); returns ``path``."""
+    from ..geotiff import write_cog_blocks
 
     ds = open_result(url, storage_options)
     store = open_store(url, storage_options)
-    plan, fused = store.plan, ds["fused"]
-    nodata = store.nodata
-    with tempfile.TemporaryDirectory() as tmp:
-        src_path = os.path.join(tmp, "fused.tif")
-        profile_src = {"driver": "GTiff", "height": plan.shape[0], "width": plan.shape[1], "count": fused.shape[0],
-                       "dtype": fused.dtype.name, "crs": ds.rio.crs, "transform": ds.rio.transform(),
-                       "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256}
-        with rasterio.open(src_path, "w", **profile_src) as dst:
-            for t in plan.tiles:
-                (y0, y1, x0, x1), (ys, xs) = t.core, t.core_slices
-                dst.write(fused[:, ys, xs].values, window=Window(x0, y0, x1 - x0, y1 - y0))
-            dst.descriptions = tuple(str(b) for b in ds["band"].values)
-        cog_translate(src_path, path, cog_profiles.get(profile), quiet=True, forward_band_tags=True)
-    return path
+    fused = ds["fused"]
+    blocks = ((t.core, fused[:, ys, xs].values) for t in store.plan.tiles for ys, xs in [t.core_slices])
+    return write_cog_blocks(path, blocks, shape=fused.shape, dtype=fused.dtype, transform=ds.rio.transform(),
+                            crs=ds.rio.crs, nodata=store.nodata, band_names=ds["band"].values, profile=profile)
 
 
 def stac_item_for_result(url: str, *, item_id: str, datetime: str, storage_options: dict | None = None,
