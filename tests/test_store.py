@@ -194,6 +194,9 @@ def test_cog_export_and_stac_item(tmp_path, plan, image):
     assert item["properties"]["proj:transform"] == list(TRANSFORM)[:6]
     assert [b["name"] for b in item["assets"]["fused"]["bands"]] == list(BANDS)
     json.dumps(item)
+    signed = "https://KEY:SECRET@bucket.host/run-1.zarr?X-Amz-Signature=abc&X-Amz-Credential=KEY"
+    published = stac_item_for_result(url, item_id="run-1", datetime="2020-05-10T00:00:00Z", href=signed)
+    assert published["assets"]["fused"]["href"] == "https://bucket.host/run-1.zarr"  # no user-info, no signature
 
 
 @pytest.mark.parametrize("zarr_format", [3, 2])

@@ -24,6 +24,7 @@ from affine import Affine
 
 from .errors import InputError
 from .geotiff import write_cog
+from .stac_items import EO_V1, PROJ_V1, RASTER_V1, feature
 
 _COMMON = {"nir1": "nir", "nir08": "nir"}  # STAC eo common names of our band names
 SN6_ATTRIBUTION = "SpaceNet 6, SpaceNet LLC / Maxar, CC BY-SA 4.0"
@@ -139,18 +140,7 @@ def write_sample_item(sample: Sample, out_dir: str) -> str:
                 "proj:bbox": [tr.c, tr.f + tr.e * h, tr.c + tr.a * w, tr.f]}
 
     raster = lambda n: [{"data_type": "uint16", "nodata": sample.nodata}] * n  # noqa: E731
-    item = {
-        "type": "Feature", "stac_version": "1.0.0", "id": f"trapan-sample-{stem}",
-        "stac_extensions": ["https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-                            "https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-                            "https://stac-extensions.github.io/raster/v1.1.0/schema.json"],
-        "geometry": {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1],
-                                                          [lon0, lat0]]]},
-        "bbox": [min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1)],
-        "properties": {"datetime": "2019-08-31T00:00:00Z", "platform": platform, "proj:epsg": epsg,
-                       "sci:citation": sample.attribution},
-        "links": [],
-        "assets": {
+    assets = {
             "pan_analytic": {"href": f"./{os.path.basename(pan_path)}", "type": "image/tiff; application=geotiff; "
                              "profile=cloud-optimized", "roles": ["data"],
                              "eo:bands": [{"name": "pan", "common_name": "pan"}], "raster:bands": raster(1),
@@ -160,8 +150,11 @@ def write_sample_item(sample: Sample, out_dir: str) -> str:
                             "eo:bands": [{"name": b, "common_name": _COMMON.get(b, b)}
                                          for b in sample.band_names],
                             "raster:bands": raster(len(sample.band_names)), **grid(sample.ms, sample.ms_transform)},
-        },
     }
+    item = feature(f"trapan-sample-{stem}", datetime="2019-08-31T00:00:00Z", assets=assets,
+                   properties={"platform": platform, "proj:epsg": epsg, "sci:citation": sample.attribution},
+                   bbox=[min(lon0, lon1), min(lat0, lat1), max(lon0, lon1), max(lat0, lat1)],
+                   extensions=(EO_V1, PROJ_V1, RASTER_V1))
     path = os.path.join(out_dir, f"{stem}.json")
     with open(path, "w") as f:
         json.dump(item, f, indent=1)

@@ -11,10 +11,8 @@ from affine import Affine
 
 from ..errors import InputError
 from .grid import Alignment, Grid
+from ..stac_items import PROJ_V1, RASTER_V1, feature
 from .stac import ItemPlan
-
-PROJ_EXT = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
-RASTER_EXT = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 
 
 def _datetime(d: dict[str, Any]) -> str:
@@ -47,17 +45,8 @@ def minimal_item(plan: ItemPlan) -> dict[str, Any]:
             "raster:bands": [band] * info.count,
         }
     d = plan.item
-    return {
-        "type": "Feature",
-        "stac_version": "1.0.0",
-        "stac_extensions": [PROJ_EXT, RASTER_EXT],
-        "id": str(d.get("id", "item")),
-        "geometry": d.get("geometry"),
-        "bbox": d.get("bbox"),
-        "properties": {"datetime": _datetime(d)},
-        "links": [],
-        "assets": assets,
-    }
+    return feature(str(d.get("id", "item")), datetime=_datetime(d), assets=assets, bbox=d.get("bbox"),
+                   geometry=d.get("geometry"), extensions=(PROJ_V1, RASTER_V1))
 
 
 def _band_names(plan: ItemPlan) -> list[str]:

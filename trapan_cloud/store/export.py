@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..redaction import redact
+from ..stac_items import PROJ_V2, feature
 from .io import open_result, open_store
 
 
@@ -43,18 +44,9 @@ def stac_item_for_result(url: str, *, item_id: str, datetime: str, storage_optio
     west, south, east, north = to_wgs84.transform_bounds(left, bottom, right, top)
     epsg = crs.to_epsg()
     projection = {"proj:code": f"EPSG:{epsg}"} if epsg else {"proj:wkt2": crs.to_wkt()}
-    return {
-        "type": "Feature",
-        "stac_version": "1.1.0",
-        "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
-        "id": item_id,
-        "bbox": [west, south, east, north],
-        "geometry": {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
-                                                          [west, north], [west, south]]]},
-        "properties": {"datetime": datetime, **projection, "proj:shape": list(ds["fused"].shape[1:]),
-                       "proj:transform": list(ds.rio.transform())[:6], **(properties or {})},
-        "links": [],
-        "assets": {"fused": {"href": href or redact(url), "type": "application/vnd.zarr", "roles": ["data"],
-                             "title": "pansharpened scene (band, y, x)",
-                             "bands": [{"name": str(b)} for b in ds["band"].values]}},
-    }
+    asset = {"href": redact(href or url), "type": "application/vnd.zarr", "roles": ["data"],
+             "title": "pansharpened scene (band, y, x)", "bands": [{"name": str(b)} for b in ds["band"].values]}
+    return feature(item_id, datetime=datetime, assets={"fused": asset}, bbox=[west, south, east, north],
+                   properties={**projection, "proj:shape": list(ds["fused"].shape[1:]),
+                               "proj:transform": list(ds.rio.transform())[:6], **(properties or {})},
+                   extensions=(PROJ_V2,), stac_version="1.1.0")
