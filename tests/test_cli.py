@@ -96,6 +96,8 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     assert status.exit_code == 0, status.output
     info = json.loads(status.output)
     assert info["status"] == "complete" and info["tiles_done"] == 4 and info["tiles_pending"] == 0
+    assert json.loads(runner.invoke(main, ["status", "--out", out, "--json", "-"]).output) == info  # same store
+    assert runner.invoke(main, ["status"]).exit_code == 2
     again = runner.invoke(main, ["resume", out, "--json", "-"])
     assert again.exit_code == 0, again.output
     assert '"tiles_computed": 0' in again.output

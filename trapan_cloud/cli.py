@@ -87,6 +87,19 @@ json_opt = click.option("--json", "json_out", default=None,
                         help="Also write the result as JSON to this file ('-': JSON only, to stdout).")
 
 
+def store_arg(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The run store: ``OUT`` as an argument, or ``--out OUT`` as `trapan run` names it (one of the two)."""
+    fn = click.option("--out", "out_opt", default=None, help="The run store (the same as OUT).")(fn)
+    return click.argument("out", required=False)(fn)
+
+
+def _store(out: str | None, out_opt: str | None) -> str:
+    """The store named by OUT or --out."""
+    if bool(out) == bool(out_opt):
+        raise click.UsageError("name the run store once: OUT or --out OUT")
+    return str(out or out_opt)
+
+
 def _scene(stac: str | None, pan: str | None, ms: str | None, sensor: str | None) -> Any:
     """Open the inputs named by --stac or --pan/--ms, refusing ambiguous or missing combinations."""
     if stac and (pan or ms):
@@ -200,14 +213,16 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
 
 
 @main.command()
-@click.argument("out")
+@store_arg
 @scheduler_opt
 @gpu_opt
 @json_opt
 @_friendly
-def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
+def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
     """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
     from . import runner
+
+    out = _store(out, out_opt)
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
@@ -218,14 +233,15 @@ def resume(out: str, scheduler: str | None, gpu: bool, json_out: str | None) -> 
 
 
 @main.command()
-@click.argument("out")
+@store_arg
 @json_opt
 @_friendly
-def status(out: str, json_out: str | None) -> None:
+def status(out: str | None, out_opt: str | None, json_out: str | None) -> None:
     """Tiles done / pending / failed and the per-tile QA summary (mean, worst value and tile) of a store; never loads
     torch."""
     from .store import store_status
 
+    out = _store(out, out_opt)
     info = store_status(out)
     _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
 
