@@ -119,6 +119,9 @@ class ScaledPan:
     def load_config(self, d):
         return None
 
+    def describe(self, config, slot_px, prior_tiles):
+        return registry.MethodPlan(steps_per_tile_max=1, prior={"tiles": prior_tiles})
+
     def fit_prior(self, pairs, sensor, config, seed, nodata, runtime):
         mean = float(np.mean([p.mean() for p, _ in pairs]))
         data = np.float64(mean).tobytes()
@@ -146,6 +149,8 @@ def test_a_registered_method_runs_through_tc_run(toy, client, sample, tmp_path):
     pan, ms = sample
     out = str(tmp_path / "toy.zarr")
     assert toy.name in registry.names(tileable=True)
+    plan = tc.runner.plan_run(make_scene(pan, ms, "WV2", 4), tile=64, overlap=16, method=toy.name, prior_tiles=2)
+    assert plan["steps_per_tile_max"] == 1 and plan["prior"] == {"tiles": 2}
     res = tc.run(make_scene(pan, ms, "WV2", 4), out, client=client, tile=64, overlap=16, method=toy.name,
                  dtype="float32", prior_tiles=2)
     assert res.complete and res.tiles_computed == 16 and res.prior_hash.startswith("mean-")

@@ -29,6 +29,18 @@ class TileOutput:
     """Why the optimisation stopped ("" for methods without one)."""
 
 
+@dataclass(frozen=True)
+class MethodPlan:
+    """What a dry run reports about a method on one tile plan."""
+
+    steps_per_tile_max: int = 0
+    """Optimisation steps a tile may run (0 for closed-form methods)."""
+    prior: dict[str, int] | None = None
+    """The prior's cost (sample tiles and steps), None without a prior."""
+    extra_memory_bytes: int = 0
+    """Peak memory of one tile task beyond the arrays every method holds (network activations, optimiser state)."""
+
+
 @runtime_checkable
 class TileMethod(Protocol):
     """A fusion method as the run drives it: an optional per-scene prior, then one call per tile."""
@@ -45,6 +57,9 @@ class TileMethod(Protocol):
 
     def load_config(self, d: dict[str, Any] | None) -> Any:
         """The config a manifest recorded (its ``to_dict``), for a resume."""
+
+    def describe(self, config: Any, slot_px: int, prior_tiles: int) -> MethodPlan:
+        """Steps, prior cost and extra memory of one tile task of ``slot_px``² PAN pixels (``trapan run --dry-run``)."""
 
     def fit_prior(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], sensor: str, config: Any, seed: int,
                   nodata: float | None, runtime: Any) -> tuple[bytes, str]:
@@ -72,6 +87,9 @@ class _NoPrior:
 
     def load_config(self, d: dict[str, Any] | None) -> None:
         return None
+
+    def describe(self, config: Any, slot_px: int, prior_tiles: int) -> MethodPlan:
+        return MethodPlan()
 
     def fit_prior(self, pairs: Any, sensor: str, config: Any, seed: int, nodata: float | None,
                   runtime: Any) -> tuple[bytes, str]:
@@ -148,6 +166,14 @@ class TrapanMethod:
         from .method.config import TrapanConfig
 
         return TrapanConfig.from_dict(d or {})
+
+    def describe(self, config: Any, slot_px: int, prior_tiles: int) -> MethodPlan:
+        px = slot_px * slot_px
+        infer = config.width * px * 4 * 4  # a few live feature maps at full tile size
+        crop = (config.crop_px or slot_px) ** 2 * (config.batch if config.crop_px else 1)
+        train = crop * config.width * 4 * (2 * config.depth + 2) * 3  # activations, gradients, Adam moments
+        return MethodPlan(config.rao_steps, {"tiles": prior_tiles, "dam_steps": config.dam_steps,
+                                             "warmup_steps": config.warmup_steps}, infer + train)
 
     def fit_prior(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], sensor: str, config: Any, seed: int,
                   nodata: float | None, runtime: Any) -> tuple[bytes, str]:

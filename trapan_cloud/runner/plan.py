@@ -55,39 +55,27 @@ def prepare(scene: Any, options: RunOptions) -> Job:
     return Job(sc, plan, method, config, sen.name, manifest)
 
 
-def task_memory_bytes(job: Job) -> int:
-    """Rough peak memory of one tile task: inputs, float64 working copies, output, weights, network activations."""
-    he = we = job.plan.slot_px
-    B, r = job.scene.bands, job.plan.ratio
-    px = he * we
-    base = px * 8 * 2 + B * px // (r * r) * 8 + B * px * (4 + 4 + 8 * 4)  # pan/weights, ms, fused/weighted/workspace
-    cfg = job.config
-    if not job.method.needs_prior or cfg is None:
-        return int(base)
-    infer = cfg.width * px * 4 * 4  # a few live feature maps at full tile size
-    crop = (cfg.crop_px or he) ** 2 * (cfg.batch if cfg.crop_px else 1)
-    train = crop * cfg.width * 4 * (2 * cfg.depth + 2) * 3  # activations, gradients, Adam moments (order of)
-    return int(base + infer + train)
-
-
 def describe(job: Job, out: str | None) -> dict[str, Any]:
-    """The plan as `trapan run --dry-run` prints it: tiles, halo, memory per task, steps per tile."""
-    p, cfg, prior = job.plan, job.config, job.method.needs_prior and job.config is not None
+    """The plan as `trapan run --dry-run` prints it: tiles, halo, memory per task (a rough peak: inputs, float64
+    working copies, output, weights, plus what the method adds), steps per tile."""
+    p = job.plan
+    mp = job.method.describe(job.config, p.slot_px, job.manifest.prior_tiles)
+    B, px = job.scene.bands, p.slot_px * p.slot_px
+    base = px * 8 * 2 + B * px // (p.ratio**2) * 8 + B * px * (4 + 4 + 8 * 4)  # pan/weights, ms, fused/workspace
     return {
         "out": out,
         "method": job.method.name,
         "sensor": job.sensor,
         "pan_shape": list(p.shape),
         "ratio": p.ratio,
-        "bands": job.scene.bands,
+        "bands": B,
         "tile_px": p.tile_px,
         "halo_px": p.halo_px,
         "tiles": {"rows": p.n_rows, "cols": p.n_cols, "total": len(p.tiles)},
         "overlap_overhead": round(sum(t.ext_shape[0] * t.ext_shape[1] for t in p.tiles) / (p.shape[0] * p.shape[1])
                                   - 1.0, 4),
-        "memory_per_task_mb_estimate": round(task_memory_bytes(job) / 2**20, 1),
-        "steps_per_tile_max": cfg.rao_steps if prior else 0,
-        "prior": {"tiles": job.manifest.prior_tiles, "dam_steps": cfg.dam_steps,
-                  "warmup_steps": cfg.warmup_steps} if prior else None,
+        "memory_per_task_mb_estimate": round((base + mp.extra_memory_bytes) / 2**20, 1),
+        "steps_per_tile_max": mp.steps_per_tile_max,
+        "prior": mp.prior,
         "config_hash": job.manifest.config_hash,
     }
