@@ -194,3 +194,16 @@ def test_resume_under_another_runtime(client, sample, tmp_path):
     assert res.complete and res.tiles_done_before + res.tiles_computed == 4
     assert open_store(out).manifest == open_store(whole).manifest
     np.testing.assert_array_equal(open_result(out)["fused"].values, open_result(whole)["fused"].values)
+
+
+def test_manifest_inputs_never_hold_credentials(sample):
+    """A scene built by hand with a signed URL still records only the public href."""
+    from trapan_cloud.runner.plan import prepare
+    from trapan_cloud.scene import Source
+
+    pan, ms = sample
+    scene = dataclasses.replace(make_scene(pan, ms, "WV2", 4), source=Source(
+        backend="rioxarray", pan="https://KEY:SECRET@host.org/pan.tif?X-Amz-Signature=abc",
+        ms=("s3://bucket/ms.tif?token=xyz",)))
+    inputs = prepare(scene, RunOptions(method="exp")).manifest.inputs
+    assert inputs["pan"] == "https://host.org/pan.tif" and inputs["ms"] == ["s3://bucket/ms.tif"]

@@ -21,7 +21,7 @@ class ResumeMismatchError(TrapanError):
 class CorruptStoreError(ResumeMismatchError):
     """A trapan_cloud store whose arrays or attributes are missing or misshapen.
 
-    A `ResumeMismatchError` too, which is what such a store raised before this class existed."""
+    A `ResumeMismatchError` too, so code that catches that class keeps catching it."""
 
 
 class StoreExistsError(TrapanError):

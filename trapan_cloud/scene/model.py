@@ -74,7 +74,8 @@ class SceneMeta:
 
 @dataclass(frozen=True)
 class Source:
-    """Where a scene's pixels come from (hrefs without credentials), so that a resume can open it again."""
+    """Where a scene's pixels come from, so that a resume can open it again; hrefs are kept `redact`-ed (they go into
+    the run manifest)."""
 
     backend: str | None = None
     """"odc" or "stackstac" (STAC item), "rioxarray" (COG paths), None (built in memory)."""
@@ -90,6 +91,15 @@ class Source:
     """PAN COG href."""
     ms: tuple[str, ...] | None = None
     """MS COG hrefs."""
+
+    def __post_init__(self) -> None:
+        from ..redaction import redact
+
+        for name in ("item_href", "pan"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, redact(getattr(self, name)))
+        if self.ms is not None:
+            object.__setattr__(self, "ms", tuple(redact(h) for h in self.ms))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (tuples as lists): the manifest's ``inputs``."""
