@@ -25,8 +25,6 @@ class TileOutput:
     """(B, H, W) float64 DN on the tile's PAN grid."""
     steps: float = math.nan
     """Optimisation steps run (NaN for methods without any)."""
-    stop_reason: str = ""
-    """Why the optimisation stopped ("" for methods without one)."""
 
 
 @dataclass(frozen=True)
@@ -192,8 +190,7 @@ class TrapanMethod:
         from .method.stage2 import refine_tile
 
         res = refine_tile(prior, pan, ms, seed=seed, nodata=nodata, config=config, runtime=runtime)
-        return TileOutput(np.asarray(res.fused, dtype=np.float64), steps=int(res.trace.get("steps_run", 0)),
-                          stop_reason=str(res.trace.get("stop_reason", "")))
+        return TileOutput(np.asarray(res.fused, dtype=np.float64), steps=int(res.trace.get("steps_run", 0)))
 
     def fuse_pair(self, pan: np.ndarray, ms: np.ndarray, sensor: Any, ratio: int, *, config: Any,
                   seed: int) -> np.ndarray:

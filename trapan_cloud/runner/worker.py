@@ -62,9 +62,7 @@ class TileReport:
     index: int
     nodata_only: bool = False
     """The whole window is nodata: written as nodata without fusion."""
-    seed: int = 0
     qa: TileQA = field(default_factory=TileQA)
-    stop_reason: str = ""
     qa_error: str | None = None
     """Why the QA indices could not be computed (the tile itself is fine)."""
 
@@ -130,9 +128,8 @@ class RunContext(WorkerPlugin):
             store.mark_done(tile, {})
             return TileReport(index, nodata_only=True)
         t0 = time.perf_counter()
-        seed = tile_seed(w.seed, index)
-        res = w.method.refine_tile(self._prior, pan, ms, sensor=w.sensor, ratio=w.plan.ratio, seed=seed,
-                                   nodata=w.nodata, config=w.config, runtime=w.runtime)
+        res = w.method.refine_tile(self._prior, pan, ms, sensor=w.sensor, ratio=w.plan.ratio,
+                                   seed=tile_seed(w.seed, index), nodata=w.nodata, config=w.config, runtime=w.runtime)
         seconds = time.perf_counter() - t0
         fused = res.fused
         indices, qa_error = score_window(fused, pan, ms, w.sensor, w.plan.ratio, tile.core_in_ext, valid)
@@ -140,7 +137,7 @@ class RunContext(WorkerPlugin):
         fused[:, ~valid] = np.nan
         store.write_tile(tile, (fused * blend_weights(tile, w.plan)).astype(np.float32))
         store.mark_done(tile, qa.to_dict())
-        return TileReport(index, seed=seed, qa=qa, stop_reason=res.stop_reason, qa_error=qa_error)
+        return TileReport(index, qa=qa, qa_error=qa_error)
 
 
 def tile_task(name: str, index: int, lazy: LazyWindow) -> TileReport:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..qa import QASpec
 from ..redaction import redact
 from .io import open_store
 
@@ -23,8 +24,9 @@ def store_status(url: str, storage_options: dict | None = None) -> dict[str, Any
         measured = done & np.isfinite(values)
         if not measured.any():
             continue
-        higher_is_better = store.group[name].attrs.get("better") == "higher"
-        worst = "min" if higher_is_better else "max"
+        attrs = store.group[name].attrs
+        spec = QASpec(name, attrs.get("better") == "higher", str(attrs.get("long_name", "")))
+        higher_is_better, worst = spec.higher_is_better, spec.worst
         masked = np.where(measured, values, np.inf if higher_is_better else -np.inf)
         row, col = np.unravel_index(int(np.argmin(masked) if higher_is_better else np.argmax(masked)), values.shape)
         out[f"{name}_mean"] = float(values[measured].mean())
