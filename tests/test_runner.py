@@ -99,6 +99,16 @@ def test_drive_never_exceeds_the_free_slots():
         assert spans[t.index][1] >= ends[k], (t.index, k)
 
 
+def test_slots_are_threads_or_gpu_workers():
+    from trapan_cloud.runner.scheduling import free_slots, gpu_workers
+
+    with Client(processes=False, n_workers=2, threads_per_worker=3, resources={"GPU": 1},
+                dashboard_address=":0") as client:
+        assert gpu_workers(client) == 2 and free_slots(client, gpu=True) == 2 and free_slots(client, gpu=False) == 6
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as client:
+        assert gpu_workers(client) == 0 and free_slots(client, gpu=True) == 1  # never 0: the run refuses earlier
+
+
 def test_scheduling_needs_no_torch():
     code = "import sys, trapan_cloud.runner.scheduling; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
