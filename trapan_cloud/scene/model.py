@@ -129,9 +129,11 @@ class Source:
         return Scene.from_dataset(ds)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Scene:
-    """A PAN/MS pair on aligned grids: ``pan`` (y, x) and ``ms`` (band, y_ms, x_ms) DataArrays, lazily loaded."""
+    """A PAN/MS pair on aligned grids: ``pan`` (y, x) and ``ms`` (band, y_ms, x_ms) DataArrays, lazily loaded.
+
+    Compared by identity (comparing the arrays would read them)."""
 
     pan: xr.DataArray
     """PAN DN (H, W), H = ratio·h."""
