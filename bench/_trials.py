@@ -118,26 +118,34 @@ def run_trial(trial: Trial) -> dict[str, Any]:
     return row
 
 
-def score_fr(fused: np.ndarray, crop) -> dict[str, float]:
-    """The full-resolution indices of ``FR_KEYS`` that `metrics.full_resolution` provides."""
+def metrics_version() -> str:
+    """Digest of the metrics module's source: a cached row scored by another version is rescored."""
+    import hashlib
+
+    from trapan_cloud import metrics
+
+    return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:12]
+
+
+def score_fr(fused: np.ndarray, crop) -> dict[str, Any]:
+    """The full-resolution indices of ``FR_KEYS`` that `metrics.full_resolution` provides, and their version."""
     from trapan_cloud import metrics
 
     fr = metrics.full_resolution(fused, crop.pan.astype(np.float64), crop.ms.astype(np.float64), crop.sensor,
                                  ratio=crop.ratio)
-    return {k: float(fr[k]) for k in FR_KEYS if k in fr}
+    return {**{k: float(fr[k]) for k in FR_KEYS if k in fr}, "metrics_version": metrics_version()}
 
 
 def rescore(rows: list[dict[str, Any]]) -> None:
-    """Add the full-resolution indices a cached row lacks, from its kept fusion (rewrites the cache)."""
-    cache, changed = load_cache(), False
+    """Rescore, from its kept fusion, every row scored by another version of the metrics (rewrites the cache)."""
+    cache, changed, version = load_cache(), False, metrics_version()
     for r in rows:
-        if all(k in r for k in FR_KEYS):
-            continue
         path = FUSED / f"{r['key'].replace('|', '_')}.npy"
-        if path.exists():
-            r.update(score_fr(np.load(path).astype(np.float64), _crop(r["crop"])))
-            cache[r["key"]] = {**cache[r["key"]], **{k: r[k] for k in FR_KEYS if k in r}}
-            changed = True
+        if r.get("metrics_version") == version or not path.exists():
+            continue
+        r.update(score_fr(np.load(path).astype(np.float64), _crop(r["crop"])))
+        cache[r["key"]] = {**cache[r["key"]], **{k: r[k] for k in (*FR_KEYS, "metrics_version") if k in r}}
+        changed = True
     if changed:
         CACHE.write_text("".join(json.dumps(v) + "\n" for v in cache.values()))
 
@@ -154,9 +162,7 @@ def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False) -> list[
     if fresh and CACHE.exists():
         CACHE.unlink()
     cache = load_cache()
-    todo = list({t.key(): t for t in trials if t.key() not in cache}.values())
-    # the largest crops and the most steps first, so the small trials fill the tail
-    todo.sort(key=lambda t: (-_crop(t.crop).pan.size, -int(t.config.get("rao_steps", 0))))
+    todo = list({t.key(): t for t in trials if t.key() not in cache}.values())  # in the caller's order
     if todo:
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_quiet) as pool:
             for trial, row in zip(todo, pool.map(run_trial, todo)):

@@ -37,25 +37,27 @@ REFERENCE: dict[str, Any] = {
 }
 """The previous ``default()`` (summed losses at every step, 200 steps on one 256² crop): the reference row."""
 RAO = {"schedule": "rao", "rao_p": 0.5, "crop_px": 128, "batch": 2}
-VARIANTS: dict[str, dict[str, Any]] = {
+ANNEAL = {"schedule": "rao", "rao_p": 1.0, "rao_p_end": 0.0}
+VARIANTS: dict[str, dict[str, Any] | str] = {
     "reference: previous default (sum, 200 × 1×256²)": {},
     "sum, 200 × 2×128²": {"crop_px": 128, "batch": 2},
     "sequential p=0.5, 200 × 2×128²": {**RAO, "schedule": "sequential"},
+    "RAO p=0.3, 200 × 2×128²": {**RAO, "rao_p": 0.3},
     "RAO p=0.5, 200 × 2×128²": RAO,
-    "RAO p=0.5, 150 × 2×128²": {**RAO, "rao_steps": 150},
-    "RAO p=0.5, 100 × 2×128²": {**RAO, "rao_steps": 100},
-    "RAO p=0.5, 50 × 2×128²": {**RAO, "rao_steps": 50},
+    "RAO p=0.7, 200 × 2×128²": {**RAO, "rao_p": 0.7},
     "RAO p=0.5, 200 × 1×128²": {**RAO, "batch": 1},
     "RAO p=0.5, 200 × 4×64²": {**RAO, "crop_px": 64, "batch": 4},
-    "RAO p=0.3, 100 × 2×128²": {**RAO, "rao_p": 0.3, "rao_steps": 100},
-    "RAO p=0.7, 200 × 2×128²": {**RAO, "rao_p": 0.7},
-    "RAO p 0.8→0.2, 200 × 2×128²": {**RAO, "rao_p": 0.8, "rao_p_end": 0.2},
-    "RAO p=0.5, 150 × 2×128², lr 1e-3": {**RAO, "rao_steps": 150, "lr": 1e-3},
-    "RAO p=0.5, 200 × 2×128², width 16 depth 2": {**RAO, "width": 16, "depth": 2},
-    "RAO p=0.5, 200 × 2×128², holdout selection": {**RAO, "holdout": 0.25, "selection": "holdout",
-                                                   "eval_every": 20, "patience": 3},
+    "RAO p 1→0, 150 × 2×128²": {**RAO, **ANNEAL, "rao_steps": 150},
+    "RAO p 1→0, 150 × 2×128², lr 6e-4": {**RAO, **ANNEAL, "rao_steps": 150, "lr": 6e-4},
+    "RAO p 1→0, 200 × 2×96²": {**RAO, **ANNEAL, "crop_px": 96},
+    "RAO p 0.5→0, 200 × 2×96²": {**RAO, **ANNEAL, "rao_p": 0.5, "crop_px": 96},
+    "RAO p 1→0, 150 × 1×128²": {**RAO, **ANNEAL, "rao_steps": 150, "batch": 1},
+    "RAO p 1→0, 300 × 1×128² (default)": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1},
+    "RAO p 1→0, 300 × 1×128², width 16 depth 2": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "width": 16,
+                                                  "depth": 2},
+    "RAO p 1→0, 300 × 1×128², holdout selection": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "holdout": 0.25,
+                                                   "selection": "holdout", "eval_every": 25, "patience": 3},
     "preset fast": "fast",
-    "preset default": "default",
     "preset best": "best",
 }
 

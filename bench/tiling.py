@@ -7,9 +7,10 @@ For each scene and seed, three fusions of the original scene (full resolution: t
 R-Q2n on the largest window whose sides are multiples of 32 and of the ratio, values rounded to the store's uint16
 DN) and of its Wald-degraded version (reduced resolution: Q2n against the original MS):
 
-Scenes: the three SpaceNet 6 WorldView-2 tiles (600² PAN) and a 640² PAN window of the Landsat 8 scene.
+Scenes (`scene_sample`): 576² PAN windows of the SpaceNet 6 WorldView-2 tiles and a 640² window of the Landsat 8
+scene.
 
-* whole image: Stage 1 and Stage 2 on the whole scene in one process (`tc.pansharpen`'s steps);
+* whole image: Stage 1 and Stage 2 on the whole scene in one process (with the tiles' boundary handling);
 * tiled: the scene cut by `tiling.plan_tiles` at ``--tile`` (the degraded scene at ``--tile / ratio``, the same
   ground layout), the prior fitted on the run's prior sample, each tile refined with its run seed and blended with
   `tiling.blend_weights` — the composition `tc.run` performs, here in one process so that every Stage-2 FLOP can be
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
 from _trials import fmt, stats  # noqa: E402
 
-AMORTISED = {"prior_steps": 200, "rao_steps": 50}
+AMORTISED = {"prior_steps": 240, "rao_steps": 80}
 """The amortised run's overrides of the preset: joint Stage-2 steps on the prior sample, then steps per tile."""
 
 
@@ -74,11 +75,14 @@ def tiled(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, cfg: Any, ti
 
 
 def scene_sample(name: str):
-    """A bundled scene whole, except Landsat 8: its 640² PAN window whose sides are multiples of the ratio."""
+    """The largest top-left window of a bundled scene whose reduced-resolution version still has sides that are
+    multiples of the ratio (the tiler needs them): 576² PAN of a SpaceNet 6 tile, 640² of the Landsat 8 scene."""
     from trapan_cloud.samples import load_sample
 
     s = load_sample(name)
-    return s.crop(name, 0, 1, 320, pan_offset=(0, -1)) if name == "l8-momotombo" else s
+    if name == "l8-momotombo":
+        return s.crop(name, 0, 1, 320, pan_offset=(0, -1))
+    return s.crop(name, 0, 0, 144)
 
 
 def one(job: tuple[str, str, int, int]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def test_config_roundtrip_hash_and_validation():
 def test_the_plain_config_is_the_shipped_default_and_uses_random_alternation():
     assert TrapanConfig() == TrapanConfig.default()
     assert TrapanConfig().schedule == "rao" and TrapanConfig.fast().schedule == "rao"
+    assert (TrapanConfig().rao_p, TrapanConfig().rao_p_end) == (1.0, 0.0)  # RR first, FR last
     assert TrapanConfig.best().schedule == "rao"
 
 
@@ -227,7 +228,7 @@ def test_hqnr_selection_returns_the_best_scored_candidate(prior, pair):
 def test_rao_branch_frequency_follows_p():
     n = 4000
     for p in (0.3, 0.5, 0.7):
-        br = _branches(dataclasses.replace(FAST, schedule="rao", rao_p=p, rao_steps=n),
+        br = _branches(dataclasses.replace(FAST, schedule="rao", rao_p=p, rao_p_end=-1.0, rao_steps=n),
                        torch.Generator().manual_seed(1))
         share = br.count("rr") / n
         assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / n)
@@ -242,7 +243,7 @@ def test_annealed_rao_moves_the_rr_share_from_rao_p_to_rao_p_end():
     first, last = br[: n // 10].count("rr") / (n // 10), br[-n // 10:].count("rr") / (n // 10)
     # the mean p over the first (last) tenth is 0.86 (0.14); 4 binomial sd of 400 draws is 0.07
     assert abs(first - 0.86) < 0.07 and abs(last - 0.14) < 0.07
-    constant = dataclasses.replace(FAST, schedule="rao", rao_p=0.3, rao_steps=50)
+    constant = dataclasses.replace(FAST, schedule="rao", rao_p=0.3, rao_p_end=-1.0, rao_steps=50)
     assert _branches(constant, torch.Generator().manual_seed(1)) == _branches(
         dataclasses.replace(constant, rao_p_end=0.3), torch.Generator().manual_seed(1))
 
@@ -299,7 +300,8 @@ def test_prior_steps_train_the_shared_network_jointly_and_deterministically(pair
 
 def test_rr_only_and_fr_only_runs_use_one_branch(prior, pair):
     for p, branch in ((1.0, "rr"), (0.0, "fr")):
-        tr = refine_tile(prior, *pair, config=dataclasses.replace(FAST, schedule="rao", rao_p=p, rao_steps=4)).trace
+        cfg = dataclasses.replace(FAST, schedule="rao", rao_p=p, rao_p_end=p, rao_steps=4)
+        tr = refine_tile(prior, *pair, config=cfg).trace
         assert set(tr["branch"]) == {branch}
     tr = refine_tile(prior, *pair, config=dataclasses.replace(FAST, schedule="sum", rao_steps=3)).trace
     assert tr["branch"] == ["sum"] * 3

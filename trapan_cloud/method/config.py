@@ -4,9 +4,10 @@
 over three seeds (``bench/ablation.py``, ``bench/quality.py``; the tables and the decision rule are in
 ``bench/RESULTS.md``): the one-shot network refines the classical result with the best HQNR on the pair
 (``base="auto"``), starting from that image (the last conv starts at zero), with Stage 2 randomly alternating
-reduced-resolution supervision and full-resolution consistency (RAO, the paper's Stage 2) on small random crops, and
-the last iterate kept. The index-shaped losses and HQNR-based selection raise the no-reference index while moving the
-image away from the truth, so the default uses neither.
+reduced-resolution supervision and full-resolution consistency (RAO, the paper's Stage 2; the chance of a
+reduced-resolution step falls linearly from 1 to 0 over the steps) on small random crops, and the last iterate kept.
+The index-shaped losses and HQNR-based selection raise the no-reference index while moving the image away from the
+truth, so the default uses neither.
 
 Presets: ``default()`` (= ``TrapanConfig()``), ``fast()`` (seconds on a CPU: tests and smoke runs), ``best()`` (the
 best measured quality, whatever it costs) and ``paper()`` (the reconstruction of ``reference/TRAPAN.md`` §4 with
@@ -51,12 +52,15 @@ class TrapanConfig:
     """Supervised reduced-resolution steps of Stage 1b (0 = no warm-up)."""
     warmup_lr: float = 5e-4
     """Warm-up learning rate."""
-    rao_steps: int = 200
+    rao_steps: int = 300
     """Maximum number of Stage-2 steps (adaptive stopping may end earlier)."""
-    rao_p: float = 0.5
-    """Probability that a Stage-2 step is the reduced-resolution supervised branch (1 = RR only, 0 = FR only)."""
-    rao_p_end: float = -1.0
-    """RAO probability at the last step, reached linearly from ``rao_p`` (-1 = ``rao_p`` throughout)."""
+    rao_p: float = 1.0
+    """Probability that the first Stage-2 step is the reduced-resolution supervised branch (1 = RR, 0 = FR); it
+    moves linearly to ``rao_p_end`` at the last step."""
+    rao_p_end: float = 0.0
+    """RAO probability at the last step (-1 = ``rao_p`` throughout). The default anneals from 1 to 0: mostly
+    reduced-resolution supervision first, mostly full-resolution consistency last, so the kept last iterate is not
+    one a reduced-resolution step has just pulled away from the full-resolution pair."""
     schedule: str = "rao"
     """Stage-2 loss schedule: "rao" (random alternation), "sequential" (all RR steps first, then FR: ZS-Pan-like),
     "sum" (RR + FR losses summed at every step: G-ZAP-like)."""
@@ -74,7 +78,7 @@ class TrapanConfig:
     """Norm of the RR, spectral and spatial terms: "mse" (ZS-Pan) or "l1" (G-ZAP)."""
     crop_px: int = 128
     """PAN-scale side of the random crops a Stage-2 step trains on (0 = the whole tile)."""
-    batch: int = 2
+    batch: int = 1
     """Crops per Stage-2 step (ignored when ``crop_px`` is 0)."""
     warmup_crop_px: int = 32
     """MS-scale side of the random crops of the reduced-resolution pairs (warm-up and RR steps; 0 = whole image)."""
@@ -157,7 +161,7 @@ class TrapanConfig:
     @classmethod
     def best(cls) -> TrapanConfig:
         """The best quality measured on the bench crops, at several times the default's compute."""
-        return replace(cls(), rao_steps=400)
+        return replace(cls(), rao_steps=600)
 
     @classmethod
     def paper(cls) -> TrapanConfig:
