@@ -119,12 +119,15 @@ def run_trial(trial: Trial) -> dict[str, Any]:
 
 
 def metrics_version() -> str:
-    """Digest of the metrics module's source: a cached row scored by another version is rescored."""
+    """Digest of the metrics code (its module, or every module of its package): a cached row scored by another
+    version is rescored."""
     import hashlib
 
     from trapan_cloud import metrics
 
-    return hashlib.sha256(Path(metrics.__file__).read_bytes()).hexdigest()[:12]
+    src = Path(metrics.__file__)
+    files = sorted(src.parent.glob("*.py")) if src.name == "__init__.py" else [src]
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
 
 
 def score_fr(fused: np.ndarray, crop) -> dict[str, Any]:
