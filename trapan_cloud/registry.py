@@ -171,7 +171,8 @@ class TrapanMethod:
         crop = (config.crop_px or slot_px) ** 2 * (config.batch if config.crop_px else 1)
         train = crop * config.width * 4 * (2 * config.depth + 2) * 3  # activations, gradients, Adam moments
         return MethodPlan(config.rao_steps, {"tiles": prior_tiles, "dam_steps": config.dam_steps,
-                                             "warmup_steps": config.warmup_steps}, infer + train)
+                                             "warmup_steps": config.warmup_steps, "prior_steps": config.prior_steps},
+                          infer + train)
 
     def fit_prior(self, pairs: Sequence[tuple[np.ndarray, np.ndarray]], sensor: str, config: Any, seed: int,
                   nodata: float | None, runtime: Any) -> tuple[bytes, str]:
