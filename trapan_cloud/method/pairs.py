@@ -14,13 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import math
-
 import numpy as np
 import torch
 
 from .. import metrics, physics
 from ..errors import InputError
+from ..qa import Q_BLOCK, evaluation_window
 from ..sensors import Sensor
 from ..validate import validity
 from .config import CLASSICAL_BASES
@@ -28,8 +27,8 @@ from .losses import block_uqi
 
 TILE_MODE = "reflect"
 """Default boundary of the 23-tap interpolator inside the method: tile-safe (no wrap-around between tile edges)."""
-Q_BLOCK = 32
-"""Block side of the index-shaped losses (the toolbox's HQNR block)."""
+hqnr_window = evaluation_window
+"""Former name of `qa.evaluation_window`, still imported by ``method/stage2.py`` and ``bench/tiling.py``."""
 
 
 @dataclass
@@ -88,15 +87,9 @@ def _t(a: np.ndarray, scale: float, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(a.reshape((1,) * (4 - a.ndim) + a.shape).astype(np.float32)).to(device)
 
 
-def hqnr_window(shape: tuple[int, int], ratio: int) -> tuple[int, int]:
-    """Largest top-left PAN window whose sides are multiples of 32 and of the ratio (what HQNR needs); may be 0."""
-    step = math.lcm(Q_BLOCK, ratio)
-    return shape[0] // step * step, shape[1] // step * step
-
-
 def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int) -> dict[str, float]:
-    """Toolbox HQNR, D_λ^K and D_s (DN arrays) on the `hqnr_window` of the pair."""
-    H, W = hqnr_window(pan.shape, ratio)
+    """Toolbox HQNR, D_λ^K and D_s (DN arrays) on the `evaluation_window` of the pair."""
+    H, W = evaluation_window(pan.shape, ratio)
     q, dl, ds = metrics.hqnr(fused[:, :H, :W], ms[:, : H // ratio, : W // ratio], pan[:H, :W], sensor, ratio)
     return {"hqnr": q, "d_lambda_k": dl, "d_s": ds}
 
@@ -138,7 +131,7 @@ def prepare_pair(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, ba
     scale = float(sensor.max_dn)
     lms = physics.interp23tap(ms_f, ratio, mode=mode)
     if base == "auto":
-        scorable = bool(valid_pan.all()) and min(hqnr_window(pan.shape, ratio)) > 0
+        scorable = bool(valid_pan.all()) and min(evaluation_window(pan.shape, ratio)) > 0
         base, base_img = choose_base(pan_f, ms_f, sensor, ratio, mode, scorable, clip)
     else:
         base_img = lms if base == "lms" else base_image(base, pan_f, ms_f, sensor, ratio, mode)
