@@ -1,5 +1,7 @@
 """Deployment files, checked offline: kustomize renders, Kubernetes and Dask-operator schemas, GPU vs CPU overlays,
-no secret values, and the Dockerfile's install steps against the Makefile's.
+no secret values, every pod and container locked down (securityContext, read-only root with emptyDir scratch), and
+the Dockerfile: install steps against the Makefile's, layer order (torch, pins, code), the constraints file, a
+numeric USER, .dockerignore, and hadolint.
 
 No cluster, helm or Docker engine is needed: `kubectl kustomize` renders offline, built-in objects (and the pod specs
 inside the Dask CRs) are checked with kubernetes-validate, and the DaskJob/DaskCluster CRs against the CRD schemas
