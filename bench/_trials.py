@@ -160,13 +160,14 @@ def load_cache() -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in rows}
 
 
-def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False) -> list[dict[str, Any]]:
-    """Rows of every trial, from the cache where present; new rows are appended to the cache as they finish."""
+def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False, compute: bool = True) -> list[dict[str, Any]]:
+    """Rows of every trial, from the cache where present; new rows are appended to the cache as they finish
+    (``compute=False``: only the cached rows)."""
     if fresh and CACHE.exists():
         CACHE.unlink()
     cache = load_cache()
     todo = list({t.key(): t for t in trials if t.key() not in cache}.values())  # in the caller's order
-    if todo:
+    if todo and compute:
         with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_quiet) as pool:
             for trial, row in zip(todo, pool.map(run_trial, todo)):
                 cache[row["key"]] = row
@@ -174,7 +175,7 @@ def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False) -> list[
                     fh.write(json.dumps(row) + "\n")
                 print(f"{trial.crop:13s} {trial.label:32s} seed {trial.seed}: Q2n {row['Q2n']:.4f} "
                       f"HQNR {row['HQNR']:.4f} {row['gflop_per_mpx']:.0f} GFLOP/Mpx {row['wall_s']:.0f} s", flush=True)
-    return [{**cache[t.key()], "label": t.label} for t in trials]
+    return [{**cache[t.key()], "label": t.label} for t in trials if t.key() in cache]
 
 
 def _quiet() -> None:

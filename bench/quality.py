@@ -77,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="discard cached trials")
+    ap.add_argument("--cached", action="store_true", help="write the tables from the cached trials, run nothing")
     a = ap.parse_args(argv)
     presets, seeds = a.presets.split(","), [int(s) for s in a.seeds.split(",")]
     labels = [f"trapan {p}" for p in presets] + list(CLASSICAL)
     trials = [Trial(crop, f"trapan {p}", config=getattr(TrapanConfig, p)().to_dict(), seed=s)
               for p in presets for crop in CROPS for s in seeds]
     trials += [Trial(crop, m, method=m) for m in CLASSICAL for crop in CROPS]
-    rows = run_all(trials, a.workers, a.fresh)
+    rows = run_all(trials, a.workers, a.fresh, compute=not a.cached)
     rescore(rows)
     bodies = []
     for crop in CROPS:

@@ -91,7 +91,7 @@ def one(job: tuple[str, str, int, int]) -> dict[str, Any]:
 
     from trapan_cloud import metrics
     from trapan_cloud.method import TrapanConfig, fit_prior, refine_tile
-    from trapan_cloud.method.pairs import hqnr_window
+    from trapan_cloud.qa import evaluation_window
 
     torch.set_num_threads(1)
     scene, kind, seed, tile_px = job
@@ -113,7 +113,7 @@ def one(job: tuple[str, str, int, int]) -> dict[str, Any]:
     t0 = time.perf_counter()
     fused, gflop = fuse(pan, ms, tile_px)
     fused = np.clip(np.rint(fused), 0, hi)
-    H, W = hqnr_window(pan.shape, s.ratio)
+    H, W = evaluation_window(pan.shape, s.ratio)
     fr = metrics.full_resolution(fused[:, :H, :W], pan[:H, :W], ms[:, : H // s.ratio, : W // s.ratio], s.sensor,
                                  ratio=s.ratio)
     rr = metrics.reduced_resolution(lambda p, m: fuse(p, m, tile_px // s.ratio)[0], pan, ms, s.sensor,

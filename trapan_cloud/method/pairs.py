@@ -27,8 +27,6 @@ from .losses import block_uqi
 
 TILE_MODE = "reflect"
 """Default boundary of the 23-tap interpolator inside the method: tile-safe (no wrap-around between tile edges)."""
-hqnr_window = evaluation_window
-"""Former name of `qa.evaluation_window`, still imported by ``method/stage2.py`` and ``bench/tiling.py``."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ..validate import check_pair, validity
 from .config import Runtime, TrapanConfig
 from .losses import block_mask, dlambda_proxy, ds_proxy, masked_norm
 from .networks import DAM, FusionNet
-from .pairs import (Q_BLOCK, TILE_MODE, PairData, hqnr_window, indices, prepare_pair, resolve_device, rr_crops,
+from .pairs import (Q_BLOCK, TILE_MODE, PairData, evaluation_window, indices, prepare_pair, resolve_device, rr_crops,
                     torch_threads)
 from .prior import Prior
 
@@ -213,7 +213,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
         gen = torch.Generator().manual_seed(int(seed))
         ref = _Refiner(prior.fusion_net().to(device), prior.dam().to(device), cfg, data, sen, device, gen, rt.amp)
         trace["base"] = data.base_name
-        window = hqnr_window(p.shape, r)
+        window = evaluation_window(p.shape, r)
         use_hqnr = cfg.selection == "hqnr" and data.all_valid and min(window) > 0
         if cfg.selection == "hqnr" and not use_hqnr:
             trace["selection"] = "fr_loss (HQNR needs a fully valid tile of at least 32 px)"
