@@ -114,6 +114,7 @@ def run_trial(trial: Trial) -> dict[str, Any]:
     mpx = pan.shape[0] * pan.shape[1] / 1e6
     row.update(mpx=mpx, gflop_per_mpx=fr_count["gflop_stage2"] / mpx, cpu_s_per_mpx=fr_count["cpu_s"] / mpx,
                gflop_stage1=fr_count["gflop_stage1"], steps=fr_count.get("steps"), selected=fr_count.get("selected"),
+               steps_rr=rr_count.get("steps"), selected_rr=rr_count.get("selected"),
                date=time.strftime("%Y-%m-%d", time.gmtime()))
     return row
 
