@@ -1,16 +1,65 @@
-"""The one Cloud-Optimized GeoTIFF writer: bands written window by window into a tiled GeoTIFF, then rio-cogeo."""
+"""The one Cloud-Optimized GeoTIFF writer: bands written window by window into a tiled GeoTIFF, then rio-cogeo.
+
+Every COG written here carries the GDAL dataset metadata item ``TRAPAN_CLOUD_PRODUCT`` (`PRODUCT_TAG`, its value
+the writing version). That tag is how `check_cog_target` recognises a file this project wrote: ``--overwrite``
+(``overwrite=True``) replaces such a file only; any other existing file, or a folder, is refused and left alone.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from . import __version__
+
+PRODUCT_TAG = "TRAPAN_CLOUD_PRODUCT"
+"""GDAL metadata item (default domain) that marks a GeoTIFF written by trapan_cloud; its value is the version."""
+
 Block = tuple[tuple[int, int, int, int], np.ndarray]
 """A window ``(y0, y1, x0, x1)`` of the image and its ``(B, y1 - y0, x1 - x0)`` pixels."""
+
+
+def is_own_cog(path: str) -> bool:
+    """Whether ``path`` is a GeoTIFF this project wrote (it carries the `PRODUCT_TAG` metadata item)."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            return PRODUCT_TAG in src.tags()
+    except Exception:  # noqa: BLE001 - rasterio raises several types for files that are not rasters
+        return False
+
+
+def check_cog_target(path: str, overwrite: bool = False, what: str = "cog") -> None:
+    """Refuse, before any work, a COG destination that cannot be written or must not be replaced.
+
+    An existing path is refused without ``overwrite``; with it, only a GeoTIFF this project wrote may be replaced
+    (recognised by `PRODUCT_TAG`). A missing or read-only parent folder is refused too. Errors are one line naming
+    ``path`` and why (`StoreExistsError` for an existing output, `InputError` otherwise).
+    """
+    from .errors import InputError, StoreExistsError
+    from .redaction import redact
+
+    shown = redact(str(path))
+    if os.path.isdir(path):
+        raise StoreExistsError(f"{what}: {shown} is a folder; give a file name for the GeoTIFF")
+    if os.path.lexists(path):
+        if not overwrite:
+            raise StoreExistsError(f"{what}: {shown} already exists; pass --overwrite (overwrite=True) to replace it")
+        if not is_own_cog(path):
+            raise StoreExistsError(f"{what}: refusing to overwrite {shown}: it is not a GeoTIFF written by "
+                                   f"trapan_cloud (no {PRODUCT_TAG} metadata tag); choose another path or remove it "
+                                   "yourself")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"{what}: the folder of {shown} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{what}: the folder of {shown} is not writable; choose another path")
 
 
 def write_cog_blocks(path: str, blocks: Iterable[Block], *, shape: tuple[int, int, int], dtype: Any, transform: Any,
@@ -39,9 +88,12 @@ def write_cog_blocks(path: str, blocks: Iterable[Block], *, shape: tuple[int, in
                 dst.write(data, window=Window(x0, y0, x1 - x0, y1 - y0))
             for i, name in enumerate(() if band_names is None else band_names, start=1):
                 dst.set_band_description(i, str(name))
-        cog_translate(src_path, str(path), cog, quiet=True, forward_band_tags=True)
-    with rasterio.open(path):  # fail here, not later in a worker, if the file came out unreadable
-        pass
+        tmp_cog = os.path.join(tmp, "cog.tif")
+        cog_translate(src_path, tmp_cog, cog, quiet=True, forward_band_tags=True,
+                      additional_cog_metadata={PRODUCT_TAG: __version__})
+        with rasterio.open(tmp_cog):  # fail here, before the destination is touched, if the file came out unreadable
+            pass
+        shutil.move(tmp_cog, str(path))  # an existing file is replaced only by a complete one
     return str(path)
 
 

@@ -78,15 +78,16 @@ def fuse_whole(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, nodata:
 
 
 def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -> str:
-    """Run ``method`` on the whole scene and write a COG on the PAN grid (uint16 DN, rounded and clipped)."""
+    """Run ``method`` on the whole scene and write a COG on the PAN grid (uint16 DN, rounded and clipped).
+
+    An existing ``out`` is refused unless ``overwrite``, and even then replaced only if this project wrote it
+    (`geotiff.check_cog_target`); both are checked before any work."""
     from affine import Affine
 
-    from .geotiff import write_cog
+    from .geotiff import check_cog_target, write_cog
     from .sensors import get_sensor
-    from .store import exists_error, output_exists
 
-    if output_exists(out) and not overwrite:
-        raise exists_error(out)
+    check_cog_target(out, overwrite, what="out")
     sc = as_scene(scene)
     meta = sc.meta
     pan, ms = sc.arrays()

@@ -73,6 +73,17 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
     return tally.result(out, n_total, n_before, seconds, prior_hash, complete)
 
 
+def check_run(scene: Any, out: str, options: RunOptions) -> None:
+    """Every check `run` makes before it needs a cluster: the scene, the options, the tile plan and the output (an
+    existing output without overwrite or resume, a foreign one with overwrite, a resume with other settings).
+
+    The CLI calls it before it starts a cluster, so such errors arrive in a second, not after the cluster is up.
+    """
+    job = prepare(scene, options)
+    if not options.dry_run:
+        _existing_store(str(out), job.manifest, options)
+
+
 @contextlib.contextmanager
 def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
     """Record the wall seconds of a phase."""
@@ -84,13 +95,14 @@ def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
 def _existing_store(out: str, manifest: RunManifest, opts: RunOptions) -> Any:
     """The store to resume into (its manifest checked against ``manifest``), or None for a new run; refuses an
     existing output without ``overwrite`` or ``resume``."""
-    from ..store import exists_error, open_store, output_exists
+    from ..store import check_overwrite, exists_error, open_store, output_exists
 
     if not output_exists(out, opts.storage()):
         return None
     if not opts.resume:
         if not opts.overwrite:
             raise exists_error(out)
+        check_overwrite(out, opts.storage())  # only a store of ours may go; refused before any work
         return None
     store = open_store(out, storage_options=opts.storage())
     stored = RunManifest.from_dict(store.manifest, where=redact(out))

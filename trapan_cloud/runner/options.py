@@ -32,7 +32,7 @@ class RunOptions:
     gpu: bool = False
     """Route prior and tile tasks to workers with the resource ``GPU`` (refused when the cluster has none)."""
     overwrite: bool = False
-    """Replace an existing output store."""
+    """Replace an existing output store, if it is a trapan_cloud store (anything else there is refused)."""
     dtype: str = "uint16"
     """Output values: "uint16" rounds and clips DN, "float32" keeps them."""
     zarr_format: int = 3

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from .export import export_cog, stac_item_for_result
 from .io import RunStore, open_result, open_store, to_output_dtype
-from .layout import ATTR, COMPLETE, FORMAT_VERSION, RUNNING, create_store, exists_error, output_exists, pixel_centres
+from .layout import (ATTR, COMPLETE, FORMAT_VERSION, RUNNING, check_overwrite, create_store, exists_error,
+                     foreign_reason, output_exists, pixel_centres, remove_store)
 from .status import store_status
 
 __all__ = ("create_store", "open_store", "open_result", "RunStore", "export_cog", "stac_item_for_result",
-           "store_status", "output_exists", "exists_error", "to_output_dtype", "pixel_centres", "ATTR", "COMPLETE",
-           "FORMAT_VERSION", "RUNNING")
+           "store_status", "output_exists", "exists_error", "check_overwrite", "foreign_reason", "remove_store",
+           "to_output_dtype", "pixel_centres", "ATTR", "COMPLETE", "FORMAT_VERSION", "RUNNING")

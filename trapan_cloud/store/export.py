@@ -7,10 +7,16 @@ from ..stac_items import PROJ_V2, feature
 from .io import open_result, open_store
 
 
-def export_cog(url: str, path: str, storage_options: dict | None = None, profile: str = "deflate") -> str:
+def export_cog(url: str, path: str, storage_options: dict | None = None, profile: str = "deflate",
+               overwrite: bool = False) -> str:
     """Write a finished run's ``fused`` as a Cloud-Optimized GeoTIFF at local ``path``, one tile core at a time (the
-    scene is never held in memory); returns ``path``."""
-    from ..geotiff import write_cog_blocks
+    scene is never held in memory); returns ``path``.
+
+    An existing ``path`` is refused unless ``overwrite``, and even then replaced only if this project wrote it
+    (`geotiff.check_cog_target`)."""
+    from ..geotiff import check_cog_target, write_cog_blocks
+
+    check_cog_target(path, overwrite)
 
     ds = open_result(url, storage_options)
     store = open_store(url, storage_options)

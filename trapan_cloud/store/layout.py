@@ -81,6 +81,69 @@ def exists_error(url: str) -> StoreExistsError:
                             "resume=True (trapan resume) to finish the run that made it")
 
 
+ZARR_METADATA = frozenset({"zarr.json", ".zattrs", ".zgroup", ".zmetadata", ".zarray"})
+"""Metadata object names of a Zarr group or array (v3 and v2)."""
+
+
+def _root_attrs(fs: Any, path: str) -> dict | None:
+    """The root attributes of the Zarr group at ``path`` (v3 ``zarr.json`` or v2 ``.zattrs``), None if unreadable."""
+    for name, pick in (("zarr.json", lambda d: d.get("attributes")), (".zattrs", lambda d: d)):
+        try:
+            meta = json.loads(fs.cat_file(f"{path.rstrip('/')}/{name}"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        attrs = pick(meta) if isinstance(meta, dict) else None
+        if isinstance(attrs, dict):
+            return attrs
+    return None
+
+
+def foreign_reason(url: str, storage_options: dict | None = None) -> str | None:
+    """Why the existing output at ``url`` is not a store this project wrote (None when it is one).
+
+    A store of ours is a folder whose Zarr root attributes hold the ``trapan_cloud`` run description (with a manifest)
+    and whose entries are all Zarr metadata objects or Zarr arrays/groups; anything else there (a user's file or
+    folder beside the arrays) makes the whole path foreign, so ``overwrite`` never deletes it.
+    """
+    fs, path = fs_path(url, storage_options)
+    if not fs.isdir(path):
+        return "it is a file, not a Zarr store folder"
+    attrs = _root_attrs(fs, path)
+    info = None if attrs is None else attrs.get(ATTR)
+    if not isinstance(info, dict) or "manifest" not in info:
+        if attrs is None:
+            return "it is a folder that is not a Zarr store"
+        return f"it is not a trapan_cloud store (no Zarr root attribute '{ATTR}' with a run manifest)"
+    strangers = []
+    for entry in fs.ls(path, detail=True):
+        name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if name in ZARR_METADATA:
+            continue
+        node = f"{path.rstrip('/')}/{name}"
+        if entry.get("type") != "directory" or not any(fs.exists(f"{node}/{m}") for m in ("zarr.json", ".zarray",
+                                                                                          ".zgroup")):
+            strangers.append(name)
+    if strangers:
+        return f"it holds entries that are not part of the store ({', '.join(sorted(strangers)[:5])})"
+    return None
+
+
+def check_overwrite(url: str, storage_options: dict | None = None) -> None:
+    """Refuse (`StoreExistsError`, one line naming the path and why) to replace an output this project did not write."""
+    reason = foreign_reason(url, storage_options)
+    if reason:
+        raise StoreExistsError(f"out: refusing to overwrite {redact(url)}: {reason}; overwrite replaces only a "
+                               "trapan_cloud store, so choose another output or remove it yourself")
+
+
+def remove_store(url: str, storage_options: dict | None = None) -> None:
+    """Delete the trapan_cloud store at ``url`` (after `check_overwrite`); anything else is refused, never deleted."""
+    check_overwrite(url, storage_options)
+    fs, path = fs_path(url, storage_options)
+    logger.info("overwriting %s", redact(url))
+    fs.rm(path, recursive=True)
+
+
 def check_transform(transform: Any) -> tuple[float, ...]:
     """The 6 affine coefficients ``(a, b, c, d, e, f)`` (rasterio order; an ``affine.Affine`` works), no rotation."""
     try:
@@ -203,8 +266,7 @@ def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...]
     if fs.exists(path):
         if not overwrite:
             raise exists_error(url)
-        logger.info("overwriting %s", redact(url))
-        fs.rm(path, recursive=True)
+        remove_store(url, storage_options)
     info = {"format_version": FORMAT_VERSION, "status": RUNNING, "manifest": manifest, "plan": plan.to_dict(),
             "bands": bands, "dtype": out_dtype.name, "nodata": nodata, "qa_fields": names}
     ds, encoding = _template(plan, bands, crs_obj, coeffs, out_dtype, nodata, qa, info)
