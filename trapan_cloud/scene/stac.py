@@ -69,12 +69,42 @@ class ItemPlan:
 # ---------------------------------------------------------------------------------------------------- reading items
 
 
+_NOT_ITEMS = {"Collection": "a STAC Collection", "Catalog": "a STAC Catalog",
+              "FeatureCollection": "a STAC ItemCollection", "ItemCollection": "a STAC ItemCollection"}
+"""STAC ``type`` values (and pystac class names) of documents that hold items rather than being one."""
+
+
+def not_an_item(d: Any, shown: str) -> InputError | None:
+    """The error for a STAC document that is not an Item (a Collection, Catalog or ItemCollection), else None."""
+    kind = _NOT_ITEMS.get(str(d.get("type"))) if isinstance(d, dict) else None
+    if kind is None and isinstance(d, dict) and "features" in d and "assets" not in d:
+        kind = _NOT_ITEMS["FeatureCollection"]
+    if kind is None:
+        return None
+    return InputError(f"item: {shown} is {kind}, not a STAC Item; --stac and open_scene take one Item; to run "
+                      "each of its items give it to `trapan batch --catalog` (Python: run_batch)")
+
+
+def _check_item(d: Any, shown: str) -> None:
+    error = not_an_item(d, shown)
+    if error is not None:
+        raise error
+
+
 def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
-    """The item as a dict plus the href relative asset hrefs resolve against (its own location, else its self link)."""
+    """The item as a dict plus the href relative asset hrefs resolve against (its own location, else its self link).
+
+    A Collection, Catalog or ItemCollection (as a file, URL, dict or pystac object) is refused with an `InputError`
+    that says what it is and that ``trapan batch --catalog`` (`run_batch`) takes it."""
     if isinstance(item, dict):
+        _check_item(item, repr(str(item.get("id", "the dict"))))
         return item, _self_href(item)
+    kind = type(item).__name__
+    if hasattr(item, "to_dict") and kind in _NOT_ITEMS:  # pystac.Collection / Catalog / ItemCollection
+        raise not_an_item({"type": kind}, repr(str(getattr(item, "id", kind))))  # type: ignore[misc]
     if hasattr(item, "to_dict") and hasattr(item, "assets"):  # pystac.Item, without importing pystac
         d = item.to_dict(include_self_link=True, transform_hrefs=False)
+        _check_item(d, repr(str(d.get("id", kind))))
         return d, item.get_self_href() or _self_href(d)
     if isinstance(item, (str, os.PathLike)):
         href = os.fspath(item)
@@ -93,6 +123,7 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError(f"item: {redact(href)!r} is not JSON ({exc})") from None
+        _check_item(d, repr(redact(href)))
         if not isinstance(d, dict) or "assets" not in d:
             raise InputError(f"item: {redact(href)!r} is not a STAC item (no 'assets'); "
                              "pass one Item (for a catalog or collection use run_batch)")
