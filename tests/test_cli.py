@@ -81,9 +81,10 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     assert plan["tiles"]["total"] == 4 and plan["halo_px"] % 4 == 0
     assert not (tmp_path / "run.zarr").exists()  # a dry run writes nothing
     result = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp",
-                                  "--json", str(tmp_path / "run.json"), "--cog", str(tmp_path / "fused.tif")])
+                                  "--json", "-", "--cog", str(tmp_path / "fused.tif")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "run.json").read_text())["tiles_computed"] == 4
+    payload = json.loads(result.stdout)  # --json -: stdout holds the JSON document alone (progress is on stderr)
+    assert payload["tiles_computed"] == 4 and payload["cog"] == str(tmp_path / "fused.tif")
     import rasterio
 
     from trapan_cloud.store import open_result
@@ -100,7 +101,7 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     assert runner.invoke(main, ["status"]).exit_code == 2
     again = runner.invoke(main, ["resume", out, "--json", "-"])
     assert again.exit_code == 0, again.output
-    assert '"tiles_computed": 0' in again.output
+    assert json.loads(again.stdout)["tiles_computed"] == 0
     # the same output again without --overwrite is refused before any work
     refused = runner.invoke(main, ["run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "32", "--method", "exp"])
     assert refused.exit_code == 1 and "overwrite" in refused.output
@@ -122,9 +123,10 @@ def test_batch_over_a_local_catalog_then_nothing_to_do(tmp_path):
     runner = CliRunner()
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["counts"]["done"] == 3  # --json -: only JSON on stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "trapan-sample-sn6-1.zarr", "trapan-sample-sn6-2.zarr", "trapan-sample-sn6-3.zarr"]
     second = runner.invoke(main, args)
     assert second.exit_code == 0, second.output
-    report = json.loads(second.output)
+    report = json.loads(second.stdout)
     assert report["tiles_computed"] == 0 and {i["status"] for i in report["items"]} == {"skipped"}

@@ -1,6 +1,8 @@
 """The ``trapan`` command: thin commands that parse flags, call the public API and print.
 
-Results go to stdout, logs and progress to stderr. Heavy rooms (torch, dask) are imported inside the commands, so
+Results go to stdout, logs and progress to stderr; with ``--json -`` stdout carries the JSON document alone. Every
+check that needs no cluster (flags, inputs, the output and the overwrite rule, ``--cog``/``--json`` destinations,
+``--config``) runs before a cluster is started, and any error is one line on stderr. Heavy rooms (torch, dask) are imported inside the commands, so
 ``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
 each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
 """
@@ -38,8 +40,33 @@ def _configure_logging(verbose: int, quiet: int) -> None:
     root.setLevel(level)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of blanks collapsed: every error is one line on stderr."""
+    return " ".join(str(text).split())
+
+
+class _Main(click.Group):
+    """The ``trapan`` group: any click or project error is one line on stderr (no usage block, no traceback) and its
+    exit status (2 for usage errors)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
+            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 class _Failure(click.ClickException):
-    """One paragraph on stderr and the exit status of its error class."""
+    """One line on stderr and the exit status of its error class."""
 
     def __init__(self, exc: TrapanError) -> None:
         from .redaction import redact
@@ -68,7 +95,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 def input_opts(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--stac ITEM`` or ``--pan PAN --ms MS`` (+ ``--sensor``)."""
     fn = click.option("--sensor", default=None, help="Sensor name (e.g. WV2, WV3, Landsat8); default: from the item.")(fn)
-    fn = click.option("--ms", "ms", default=None, help="Multispectral COG path or URL (multi-band).")(fn)
+    fn = click.option("--ms", "ms", multiple=True,
+                      help="Multispectral COG path or URL: one multi-band file, or repeat --ms once per band "
+                           "(single-band files on one grid, stacked in the order given).")(fn)
     fn = click.option("--pan", "pan", default=None, help="Panchromatic COG path or URL.")(fn)
     fn = click.option("--stac", "stac", default=None, help="STAC item: path or URL of its JSON.")(fn)
     return fn
@@ -77,7 +106,7 @@ def input_opts(fn: Callable[..., Any]) -> Callable[..., Any]:
 scheduler_opt = click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
                              help="Address of a running Dask scheduler (default: an embedded LocalCluster).")
 gpu_opt = click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
-tile_opt = click.option("--tile", type=int, default=512, show_default=True, help="Core tile size in PAN pixels.")
+tile_opt = click.option("--tile", type=click.IntRange(min=1), default=512, show_default=True, help="Core tile size in PAN pixels.")
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 preset_opt = click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
                           help="TRA-PAN configuration preset.")
@@ -100,26 +129,58 @@ def _store(out: str | None, out_opt: str | None) -> str:
     return str(out or out_opt)
 
 
-def _scene(stac: str | None, pan: str | None, ms: str | None, sensor: str | None) -> Any:
-    """Open the inputs named by --stac or --pan/--ms, refusing ambiguous or missing combinations."""
-    if stac and (pan or ms):
+def _scene(stac: str | None, pan: str | None, ms: tuple[str, ...] | str | None, sensor: str | None) -> Any:
+    """Open the inputs named by --stac or --pan/--ms (--ms once for a multi-band file, or once per band), refusing
+    ambiguous or missing combinations."""
+    ms_files = [ms] if isinstance(ms, str) else list(ms or ())
+    if stac and (pan or ms_files):
         raise click.UsageError("give either --stac or --pan/--ms, not both")
-    if not stac and not (pan and ms):
+    if not stac and not (pan and ms_files):
         raise click.UsageError("give --stac ITEM, or both --pan PAN and --ms MS")
     from .scene import open_scene
 
-    return open_scene(stac, sensor=sensor) if stac else open_scene(pan=pan, ms=ms, sensor=sensor)
+    if stac:
+        return open_scene(stac, sensor=sensor)
+    return open_scene(pan=pan, ms=ms_files if len(ms_files) > 1 else ms_files[0], sensor=sensor)
 
 
 def _config(preset: str, config_file: str | None) -> Any:
+    """The preset's config with the ``--config`` JSON file's fields on top; a malformed file is an `InputError`."""
+    from .errors import InputError
     from .method.config import TrapanConfig
 
     config = getattr(TrapanConfig, preset)()
     if config_file:
-        with open(config_file) as f:
-            overrides = json.load(f)
+        try:
+            with open(config_file) as f:
+                overrides = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"config: {config_file} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                             f"{exc.colno}); expected an object of TrapanConfig fields") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"config: cannot read {config_file} ({exc})") from None
+        if not isinstance(overrides, dict):
+            raise InputError(f"config: {config_file} holds a JSON {type(overrides).__name__}; expected an object of "
+                             "TrapanConfig fields")
         config = TrapanConfig.from_dict({**config.to_dict(), **overrides})
     return config
+
+
+def _check_json_dest(json_out: str | None) -> None:
+    """Refuse, before any work, a ``--json`` file that could not be written at the end."""
+    import os
+
+    from .errors import InputError
+
+    if not json_out or json_out == "-":
+        return
+    if os.path.isdir(json_out):
+        raise InputError(f"json: {json_out} is a folder; give a file name (or '-' for stdout)")
+    parent = os.path.dirname(os.path.abspath(json_out))
+    if not os.path.isdir(parent):
+        raise InputError(f"json: the folder of {json_out} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK) or (os.path.exists(json_out) and not os.access(json_out, os.W_OK)):
+        raise InputError(f"json: {json_out} is not writable; choose another path (or '-' for stdout)")
 
 
 def _emit(payload: dict, json_out: str | None, text: str) -> None:
@@ -145,7 +206,7 @@ class _TileProgress:
         click.echo(f"\rtiles {self.n}/{self.total}", err=True, nl=self.n >= (self.total or 0))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="trapan")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Less log output on stderr (repeatable).")
@@ -184,32 +245,43 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
 @json_opt
 @_friendly
-def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str, scheduler: str | None,
+def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str, scheduler: str | None,
         tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
         dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None,
         json_out: str | None) -> None:
-    """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store."""
+    """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store.
+
+    ``--overwrite`` replaces only a trapan_cloud store at OUT (and only a GeoTIFF trapan_cloud wrote at ``--cog``);
+    anything else there is refused. Every such check is made before a cluster starts."""
     from . import runner
 
-    scene = _scene(stac, pan, ms, sensor)
+    _check_json_dest(json_out)
     config = _config(preset, config_file)
+    scene = _scene(stac, pan, ms, sensor)
     if dry_run:
-        plan = runner.plan_run(scene, config=config, tile=tile, overlap=overlap, method=method)
-        click.echo(json.dumps(plan, indent=1, default=str))
+        plan = runner.plan_run(scene, out, config=config, tile=tile, overlap=overlap, method=method)
+        _emit(plan, json_out, json.dumps(plan, indent=1, default=str))
         return
+    opts = runner.RunOptions(config=config, tile_px=tile, halo_px=overlap, method=method, seed=seed, gpu=gpu,
+                             overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format))
+    if cog_path:
+        from .geotiff import check_cog_target
+
+        check_cog_target(cog_path, overwrite)
+    runner.check_run(scene, out, opts)  # inputs, plan, output: all before the cluster
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
-        result = runner.run(scene, out, config=config, client=client, tile=tile, overlap=overlap, method=method,
-                              seed=seed, gpu=gpu, overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format),
-                              progress=_TileProgress())
-    _emit(result.to_dict(), json_out, result.summary())
-    if not result.complete:
-        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
-    if cog_path:
+        result = runner.run(scene, out, client=client, progress=_TileProgress(), options=opts)
+    payload, text = result.to_dict(), result.summary()
+    if result.complete and cog_path:
         from .store import export_cog
 
-        click.echo(f"COG: {export_cog(out, cog_path)}", err=json_out == "-")
+        payload["cog"] = export_cog(out, cog_path, overwrite=overwrite)
+        text += f"\nCOG: {payload['cog']}"
+    _emit(payload, json_out, text)
+    if not result.complete:
+        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
 
 
 @main.command()
@@ -221,8 +293,11 @@ def run(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, o
 def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
     """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
     from . import runner
+    from .store import open_store
 
     out = _store(out, out_opt)
+    _check_json_dest(json_out)
+    open_store(out)  # a missing or foreign store is refused before a cluster starts
     from .cluster import client_for
 
     with client_for(scheduler, gpu=gpu) as client:
@@ -242,6 +317,7 @@ def status(out: str | None, out_opt: str | None, json_out: str | None) -> None:
     from .store import store_status
 
     out = _store(out, out_opt)
+    _check_json_dest(json_out)
     info = store_status(out)
     _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
 
@@ -251,11 +327,12 @@ def status(out: str | None, out_opt: str | None, json_out: str | None) -> None:
 @click.option("--fused", required=True, help="A trapan Zarr store or a GeoTIFF on the PAN grid.")
 @json_opt
 @_friendly
-def evaluate(stac: str | None, pan: str | None, ms: str | None, sensor: str | None, fused: str,
+def evaluate(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, fused: str,
              json_out: str | None) -> None:
     """Full-resolution quality indices (HQNR, D_lambda^K, D_s, QNR, D_lambda) of a fused image, toolbox-exact."""
     from .jobs import evaluate_fused
 
+    _check_json_dest(json_out)
     scores = evaluate_fused(_scene(stac, pan, ms, sensor), fused)
     _emit(scores, json_out, "\n".join(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}"
                                       for key, value in scores.items()))
@@ -266,14 +343,20 @@ def evaluate(stac: str | None, pan: str | None, ms: str | None, sensor: str | No
 @input_opts
 @click.option("--out", required=True, help="Output GeoTIFF (COG) on the PAN grid.")
 @overwrite_opt
+@json_opt
 @_friendly
-def baseline(method: str, stac: str | None, pan: str | None, ms: str | None, sensor: str | None, out: str,
-             overwrite: bool) -> None:
-    """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG."""
+def baseline(method: str, stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str,
+             overwrite: bool, json_out: str | None) -> None:
+    """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG.
+
+    ``--overwrite`` replaces only a GeoTIFF trapan_cloud wrote (it carries the TRAPAN_CLOUD_PRODUCT tag)."""
+    from .geotiff import check_cog_target
     from .jobs import write_baseline
 
+    _check_json_dest(json_out)
+    check_cog_target(out, overwrite, what="out")
     path = write_baseline(_scene(stac, pan, ms, sensor), method, out, overwrite=overwrite)
-    click.echo(path)
+    _emit({"out": path, "method": method}, json_out, path)
 
 
 @main.command()
@@ -299,8 +382,10 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
     from .batch import run_batch
     from .cluster import client_for
 
+    _check_json_dest(json_out)
+    config = _config(preset, config_file)
     with client_for(scheduler, gpu=gpu) as client:
-        result = run_batch(catalog, out_prefix, config=_config(preset, config_file), client=client, api=api,
+        result = run_batch(catalog, out_prefix, config=config, client=client, api=api,
                            collections=collections.split(",") if collections else None,
                            bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
                            tile=tile, gpu=gpu)
