@@ -245,7 +245,8 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
             out = to_dn(ref.infer())
             return score(out), out
 
-        best_score, best_out, best_step = None, None if selecting else to_dn(ref.infer()), 0
+        # without selection the prior's network is the output only when there are no steps to run
+        best_score, best_out, best_step = None, None if selecting or cfg.rao_steps else to_dn(ref.infer()), 0
         if selecting:
             best_score, best_out = candidate()
         trace["evals"].append((0, best_score))
