@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 from trapan_cloud.cluster import get_client  # noqa: E402
 from trapan_cloud.method import fit_prior, refine_tile  # noqa: E402
-from trapan_cloud.method.config import TrapanConfig  # noqa: E402
+from trapan_cloud.method.config import PRESETS, TrapanConfig  # noqa: E402
 from trapan_cloud.runner import run, tile_seed  # noqa: E402
 from trapan_cloud.runner.prior import prior_sample  # noqa: E402
 from trapan_cloud.samples import load_sample, write_sample_item  # noqa: E402
@@ -120,7 +120,7 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="default", choices=("fast", "default", "paper"))
+    parser.add_argument("--preset", default="default", choices=PRESETS)
     parser.add_argument("--steps", type=int, default=None, help="Stage-2 steps (default: the preset's)")
     parser.add_argument("--repeats", type=int, default=1, help="in-process / 1-worker / 2-worker trios, in turn")
     args = parser.parse_args()

@@ -30,6 +30,8 @@ SELECTIONS = ("hqnr", "fr_loss", "last", "holdout")
 SCHEDULES = ("rao", "sequential", "sum")
 NORMS = ("mse", "l1")
 DEVICES = ("auto", "cpu", "cuda")
+PRESETS = ("default", "fast", "best", "paper")
+"""Names of the `TrapanConfig` preset constructors (the CLI's ``--preset`` choices)."""
 
 
 @dataclass(frozen=True)
