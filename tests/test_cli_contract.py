@@ -237,3 +237,19 @@ def test_errors_that_need_no_cluster_come_first(item, tmp_path, no_cluster, case
     assert "Traceback" not in result.output and result.stdout == ""
     assert seconds < 3.0, seconds
     assert (tmp_path / "existing.zarr" / "notes.txt").read_text() == "keep me"
+
+
+def test_demo_json_to_stdout_is_the_report(tmp_path, monkeypatch):
+    """The demo's plumbing only (the demo itself needs a cluster): --json - prints report.json alone on stdout."""
+    import trapan_cloud.jobs as jobs
+
+    def fake_demo(out_dir, preset, scheduler):
+        (tmp_path / "report.json").write_text(json.dumps({"title": "demo", "results": {"trapan": {"HQNR": 0.9}}}))
+        return "a human table"
+
+    monkeypatch.setattr(jobs, "run_demo", fake_demo)
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path), "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["results"]["trapan"]["HQNR"] == 0.9
+    text = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    assert text.stdout.strip() == "a human table"

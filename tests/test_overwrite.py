@@ -182,3 +182,12 @@ def test_baseline_overwrite_replaces_only_its_own_cog(item, tmp_path):
     refused = runner.invoke(main, ["baseline", "--method", "exp", "--stac", item, "--out", str(user), "--overwrite"])
     assert refused.exit_code == 1 and one_line(refused.stderr) and str(user) in refused.stderr
     assert user.read_bytes() == b"II*\x00not really"
+
+
+def test_python_run_with_overwrite_refuses_a_user_folder_before_any_cluster(item, tmp_path, no_cluster):
+    import trapan_cloud as tc
+
+    out = user_folder(tmp_path / "out")
+    with pytest.raises(StoreExistsError, match="refusing to overwrite"):
+        tc.run(item, str(out), method="exp", tile=64, overlap=32, overwrite=True)
+    assert_user_folder_intact(out)

@@ -399,13 +399,21 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
 @click.option("--out", "out_dir", default="demo-out", show_default=True, help="Folder for inputs, store and report.")
 @preset_opt
 @scheduler_opt
+@json_opt
 @_friendly
-def demo(out_dir: str, preset: str, scheduler: str | None) -> None:
-    """The main job on the bundled real WorldView-2 sample: COGs + STAC item → Dask → Zarr → quicklook + report."""
+def demo(out_dir: str, preset: str, scheduler: str | None, json_out: str | None) -> None:
+    """The main job on the bundled real WorldView-2 sample: COGs + STAC item → Dask → Zarr → quicklook + report.
+
+    ``--json`` gives the report (report.json in the output folder)."""
+    import os
+
     from .jobs import run_demo
 
+    _check_json_dest(json_out)
     summary = run_demo(out_dir, preset=preset, scheduler=scheduler)
-    click.echo(summary)
+    with open(os.path.join(out_dir, "report.json")) as f:
+        report = json.load(f)
+    _emit(report, json_out, summary)
 
 
 if __name__ == "__main__":  # pragma: no cover
