@@ -253,3 +253,13 @@ def test_demo_json_to_stdout_is_the_report(tmp_path, monkeypatch):
     assert json.loads(result.stdout)["results"]["trapan"]["HQNR"] == 0.9
     text = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
     assert text.stdout.strip() == "a human table"
+
+
+def test_usage_errors_are_one_line_and_bare_trapan_shows_the_help():
+    runner = CliRunner()
+    for args in (["runn"], ["run", "--out", "x.zarr", "--bogus"], ["status"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        assert result.stderr.startswith("Error: ") and "--help" in result.stderr
+    bare = runner.invoke(main, [])
+    assert "Usage: " in bare.output and "Commands:" in bare.output

@@ -15,7 +15,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from trapan_cloud.cli import main
-from trapan_cloud.errors import StoreExistsError
+from trapan_cloud.errors import InputError, StoreExistsError
 from trapan_cloud.geotiff import PRODUCT_TAG, check_cog_target, is_own_cog, write_cog
 from trapan_cloud.samples import load_sample, write_sample_item
 from trapan_cloud.store import create_store, foreign_reason
@@ -83,6 +83,14 @@ def test_overwrite_refuses_a_user_folder_and_keeps_it(tmp_path):
         new_store(str(out), overwrite=True)
     assert "\n" not in str(info.value)
     assert_user_folder_intact(out)
+
+
+def test_overwrite_may_replace_an_empty_folder(tmp_path):
+    out = tmp_path / "empty.zarr"
+    out.mkdir()
+    with pytest.raises(StoreExistsError, match="already exists"):
+        new_store(str(out))
+    assert not new_store(str(out), overwrite=True).done().any()
 
 
 def test_overwrite_refuses_a_plain_file(tmp_path):
@@ -154,6 +162,10 @@ def test_cog_target_rules(tmp_path):
         check_cog_target(str(text), overwrite=True)
     with pytest.raises(StoreExistsError, match="is a folder"):
         check_cog_target(str(tmp_path), overwrite=True)
+    with pytest.raises(InputError, match="does not exist"):
+        check_cog_target(str(tmp_path / "nowhere" / "f.tif"))
+    with pytest.raises(InputError, match="local file path"):
+        check_cog_target("s3://bucket/f.tif")
 
 
 def test_cli_cog_existing_file_is_refused_before_any_cluster(item, tmp_path, no_cluster):

@@ -55,6 +55,9 @@ class _Main(click.Group):
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `trapan`: the help text, as click shows it
+                exc.show()
+                sys.exit(exc.exit_code)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
             click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)

@@ -46,6 +46,9 @@ def check_cog_target(path: str, overwrite: bool = False, what: str = "cog") -> N
     from .redaction import redact
 
     shown = redact(str(path))
+    if "://" in str(path):
+        raise InputError(f"{what}: {shown} is a URL; the GeoTIFF is written to a local file path (copy it to object "
+                         "storage afterwards)")
     if os.path.isdir(path):
         raise StoreExistsError(f"{what}: {shown} is a folder; give a file name for the GeoTIFF")
     if os.path.lexists(path):

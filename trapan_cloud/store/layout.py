@@ -103,11 +103,14 @@ def foreign_reason(url: str, storage_options: dict | None = None) -> str | None:
 
     A store of ours is a folder whose Zarr root attributes hold the ``trapan_cloud`` run description (with a manifest)
     and whose entries are all Zarr metadata objects or Zarr arrays/groups; anything else there (a user's file or
-    folder beside the arrays) makes the whole path foreign, so ``overwrite`` never deletes it.
+    folder beside the arrays) makes the whole path foreign, so ``overwrite`` never deletes it. An empty folder holds
+    nothing to lose and may be replaced.
     """
     fs, path = fs_path(url, storage_options)
     if not fs.isdir(path):
         return "it is a file, not a Zarr store folder"
+    if not fs.ls(path):
+        return None  # an empty folder: nothing to lose
     attrs = _root_attrs(fs, path)
     info = None if attrs is None else attrs.get(ATTR)
     if not isinstance(info, dict) or "manifest" not in info:
