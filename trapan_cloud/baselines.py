@@ -241,10 +241,10 @@ def _b3_lowpass_decimate(img: np.ndarray, ratio: int, mode: str) -> np.ndarray:
     (analysis and synthesis low-pass both the B3 spline, applied without holes), zeroes every detail, reconstructs
     (`_starck_murtagh_approx` along each axis) and takes the ``imresize(·, 1/ratio, 'nearest')`` samples
     ``[ratio//2::ratio]``. The B3 spline is thus applied ``2·levels`` times; an à-trous cascade with holes does not
-    reproduce the ANCHORS.md GSA numbers (SAM 9.83° instead of 9.39° on SN6-t1). The boundary matters too: the
-    toolbox mirrors the growing approximation at every analysis level, which differs from one 17-tap kernel applied
-    with a single mirror of the image in the 8 border rows and columns (ratio 4) and, through the global regression
-    weights, moves every fused pixel (up to 0.08 DN on the METRICS.md §6.2 pairs, ~1e-2 DN on smoother scenes).
+    reproduce the ANCHORS.md GSA numbers. The boundary matters too: the toolbox mirrors the growing approximation at
+    every analysis level, which differs from one 17-tap kernel applied with a single mirror of the image in the 8
+    border rows and columns (ratio 4) and, through the global regression weights, moves every fused pixel (figures in
+    bench/RESULTS.md, decision log).
     """
     levels = int(np.ceil(np.log2(ratio)))
     if mode not in physics.MODES:
