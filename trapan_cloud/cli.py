@@ -2,8 +2,8 @@
 
 Results go to stdout, logs and progress to stderr; with ``--json -`` stdout carries the JSON document alone. Every
 check that needs no cluster (flags, inputs, the output and the overwrite rule, ``--cog``/``--json`` destinations,
-``--config``) runs before a cluster is started, and any error is one line on stderr. Heavy rooms (torch, dask) are imported inside the commands, so
-``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
+``--config``) runs before a cluster is started, and any error is one line on stderr. Heavy rooms (torch, dask) are
+imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
 each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
 """
 
@@ -109,7 +109,8 @@ def input_opts(fn: Callable[..., Any]) -> Callable[..., Any]:
 scheduler_opt = click.option("--scheduler", default=None, envvar="DASK_SCHEDULER_ADDRESS",
                              help="Address of a running Dask scheduler (default: an embedded LocalCluster).")
 gpu_opt = click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
-tile_opt = click.option("--tile", type=click.IntRange(min=1), default=512, show_default=True, help="Core tile size in PAN pixels.")
+tile_opt = click.option("--tile", type=click.IntRange(min=1), default=512, show_default=True,
+                        help="Core tile size in PAN pixels.")
 overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 preset_opt = click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
                           help="TRA-PAN configuration preset.")
@@ -148,42 +149,15 @@ def _scene(stac: str | None, pan: str | None, ms: tuple[str, ...] | str | None, 
 
 
 def _config(preset: str, config_file: str | None) -> Any:
-    """The preset's config with the ``--config`` JSON file's fields on top; a malformed file is an `InputError`."""
-    from .errors import InputError
-    from .method.config import TrapanConfig
+    from .jobs import load_config
 
-    config = getattr(TrapanConfig, preset)()
-    if config_file:
-        try:
-            with open(config_file) as f:
-                overrides = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"config: {config_file} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
-                             f"{exc.colno}); expected an object of TrapanConfig fields") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"config: cannot read {config_file} ({exc})") from None
-        if not isinstance(overrides, dict):
-            raise InputError(f"config: {config_file} holds a JSON {type(overrides).__name__}; expected an object of "
-                             "TrapanConfig fields")
-        config = TrapanConfig.from_dict({**config.to_dict(), **overrides})
-    return config
+    return load_config(preset, config_file)
 
 
 def _check_json_dest(json_out: str | None) -> None:
-    """Refuse, before any work, a ``--json`` file that could not be written at the end."""
-    import os
+    from .jobs import check_json_target
 
-    from .errors import InputError
-
-    if not json_out or json_out == "-":
-        return
-    if os.path.isdir(json_out):
-        raise InputError(f"json: {json_out} is a folder; give a file name (or '-' for stdout)")
-    parent = os.path.dirname(os.path.abspath(json_out))
-    if not os.path.isdir(parent):
-        raise InputError(f"json: the folder of {json_out} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK) or (os.path.exists(json_out) and not os.access(json_out, os.W_OK)):
-        raise InputError(f"json: {json_out} is not writable; choose another path (or '-' for stdout)")
+    check_json_target(json_out)
 
 
 def _emit(payload: dict, json_out: str | None, text: str) -> None:

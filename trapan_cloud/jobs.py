@@ -1,5 +1,6 @@
 """Small jobs composed from the rooms for the command line: evaluate a fused image, run a classical baseline on a
-whole scene, and the demo (the main job on the bundled real sample)."""
+whole scene, the demo (the main job on the bundled real sample), and the CLI's early checks (``--config``,
+``--json``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,44 @@ from .scene.model import as_scene
 from .validate import validity
 
 log = logging.getLogger(__name__)
+
+
+def load_config(preset: str, config_file: str | None = None) -> Any:
+    """The preset's `TrapanConfig` with the fields of the JSON file ``config_file`` on top (``--config``).
+
+    A file that is not JSON, or JSON that is not an object, is an `InputError` naming the file (unknown keys too)."""
+    import json
+
+    from .method.config import TrapanConfig
+
+    config = getattr(TrapanConfig, preset)()
+    if not config_file:
+        return config
+    try:
+        with open(config_file) as f:
+            overrides = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"config: {config_file} is not valid JSON ({exc.msg} at line {exc.lineno}, column "
+                         f"{exc.colno}); expected an object of TrapanConfig fields") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"config: cannot read {config_file} ({exc})") from None
+    if not isinstance(overrides, dict):
+        raise InputError(f"config: {config_file} holds a JSON {type(overrides).__name__}; expected an object of "
+                         "TrapanConfig fields")
+    return TrapanConfig.from_dict({**config.to_dict(), **overrides})
+
+
+def check_json_target(path: str | None) -> None:
+    """Refuse, before any work, a ``--json`` file that could not be written at the end (``-`` is stdout)."""
+    if not path or path == "-":
+        return
+    if os.path.isdir(path):
+        raise InputError(f"json: {path} is a folder; give a file name (or '-' for stdout)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"json: the folder of {path} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise InputError(f"json: {path} is not writable; choose another path (or '-' for stdout)")
 
 
 def scene_arrays(scene: Any) -> tuple[np.ndarray, np.ndarray]:
