@@ -71,7 +71,7 @@ def test_unknown_sensor_lists_the_known_ones(tmp_path):
     assert result.exit_code == 1 and "WV3" in result.output
 
 
-def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
+def test_run_status_resume_on_an_embedded_cluster(item, tmp_path, monkeypatch):
     """`trapan run` (classical local method, small tiles) → `status --json` → `resume` computes nothing more."""
     out = str(tmp_path / "run.zarr")
     runner = CliRunner()
@@ -99,6 +99,12 @@ def test_run_status_resume_on_an_embedded_cluster(item, tmp_path):
     assert info["status"] == "complete" and info["tiles_done"] == 4 and info["tiles_pending"] == 0
     assert json.loads(runner.invoke(main, ["status", "--out", out, "--json", "-"]).output) == info  # same store
     assert runner.invoke(main, ["status"]).exit_code == 2
+    import trapan_cloud.cluster as cluster
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was started for a resume with nothing to do")
+
+    monkeypatch.setattr(cluster, "get_client", no_cluster)  # a complete store: resume starts no cluster
     again = runner.invoke(main, ["resume", out, "--json", "-"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["tiles_computed"] == 0

@@ -274,11 +274,13 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
 
     out = _store(out, out_opt)
     _check_json_dest(json_out)
-    open_store(out)  # a missing or foreign store is refused before a cluster starts
-    from .cluster import client_for
+    if open_store(out).status == "complete":  # nothing to compute: no cluster (a missing store is refused here)
+        result = runner.resume(out, progress=_TileProgress(), gpu=gpu)
+    else:
+        from .cluster import client_for
 
-    with client_for(scheduler, gpu=gpu) as client:
-        result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
+        with client_for(scheduler, gpu=gpu) as client:
+            result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
     _emit(result.to_dict(), json_out, result.summary())
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))

@@ -53,6 +53,9 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
     if opts.dry_run:
         return RunResult(out, n_total, 0, 0, 0, 0, seconds={"total": time.perf_counter() - t_start})
     stored = _existing_store(out, job.manifest, opts)
+    if stored is not None and stored.info["status"] == "complete":  # a resume with nothing to do starts no cluster
+        return RunResult(out, n_total, n_total, 0, 0, 0, seconds={"total": time.perf_counter() - t_start},
+                         prior_hash=stored.manifest.get("prior_hash"), complete=True)
     from ..cluster import client_for
 
     with client_for(client=client, gpu=opts.gpu) as cluster:
