@@ -13,6 +13,7 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from s3_server import s3_server  # noqa: F401  (session fixture)
 
 from trapan_cloud.cli import main
 from trapan_cloud.errors import InputError, StoreExistsError
@@ -203,3 +204,26 @@ def test_python_run_with_overwrite_refuses_a_user_folder_before_any_cluster(item
     with pytest.raises(StoreExistsError, match="refusing to overwrite"):
         tc.run(item, str(out), method="exp", tile=64, overlap=32, overwrite=True)
     assert_user_folder_intact(out)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_overwrite_on_s3_replaces_our_store_and_refuses_a_stranger(s3_server, monkeypatch, zarr_format):  # noqa: F811
+    import s3fs
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    options = s3_server.storage_options
+    url = s3_server.url(f"overwrite/v{zarr_format}.zarr")
+    new_store(url, storage_options=options, zarr_format=zarr_format).group["done"][0, 0] = 1
+    assert foreign_reason(url, options) is None
+    assert not new_store(url, storage_options=options, zarr_format=zarr_format, overwrite=True).done().any()
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
+    fs.pipe(f"{url}/notes.txt".split("://", 1)[1], b"keep me")
+    with pytest.raises(StoreExistsError, match=r"not part of the store \(notes.txt\)"):
+        new_store(url, storage_options=options, overwrite=True)
+    assert fs.cat(f"{url}/notes.txt".split("://", 1)[1]) == b"keep me"
+    user = s3_server.url("overwrite/user-prefix")
+    fs.pipe(f"{user}/a.csv".split("://", 1)[1], b"1,2")
+    with pytest.raises(StoreExistsError, match="refusing to overwrite"):
+        new_store(user, storage_options=options, overwrite=True)
+    assert fs.cat(f"{user}/a.csv".split("://", 1)[1]) == b"1,2"
