@@ -111,7 +111,9 @@ scheduler_opt = click.option("--scheduler", default=None, envvar="DASK_SCHEDULER
 gpu_opt = click.option("--gpu", is_flag=True, help="Route tile tasks to workers started with --resources GPU=1.")
 tile_opt = click.option("--tile", type=click.IntRange(min=1), default=512, show_default=True,
                         help="Core tile size in PAN pixels.")
-overwrite_opt = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+overwrite_opt = click.option("--overwrite", is_flag=True,
+                             help="Replace an existing output that trapan_cloud wrote (a trapan store, a COG tagged "
+                                  "TRAPAN_CLOUD_PRODUCT); anything else there is refused.")
 preset_opt = click.option("--preset", type=click.Choice(PRESETS), default="default", show_default=True,
                           help="TRA-PAN configuration preset.")
 config_opt = click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -226,10 +228,8 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
         tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
         dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None,
         json_out: str | None) -> None:
-    """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store.
-
-    ``--overwrite`` replaces only a trapan_cloud store at OUT (and only a GeoTIFF trapan_cloud wrote at ``--cog``);
-    anything else there is refused. Every such check is made before a cluster starts."""
+    """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store (every check that
+    needs no cluster, --overwrite's rule included, is made before one starts)."""
     from . import runner
 
     _check_json_dest(json_out)
@@ -326,9 +326,7 @@ def evaluate(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str
 @_friendly
 def baseline(method: str, stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str,
              overwrite: bool, json_out: str | None) -> None:
-    """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG.
-
-    ``--overwrite`` replaces only a GeoTIFF trapan_cloud wrote (it carries the TRAPAN_CLOUD_PRODUCT tag)."""
+    """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG."""
     from .geotiff import check_cog_target
     from .jobs import write_baseline
 
@@ -383,7 +381,7 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
 def demo(out_dir: str, preset: str, scheduler: str | None, json_out: str | None) -> None:
     """The main job on the bundled real WorldView-2 sample: COGs + STAC item → Dask → Zarr → quicklook + report.
 
-    ``--json`` gives the report (report.json in the output folder)."""
+    --json gives the report (report.json in the output folder)."""
     import os
 
     from .jobs import run_demo
