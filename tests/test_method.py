@@ -81,6 +81,14 @@ def test_a_knob_the_schedule_or_selection_never_reads_is_warned_about():
             getattr(TrapanConfig, preset)()
 
 
+def test_every_preset_is_offered_by_the_cli():
+    from trapan_cloud.cli import PRESETS as CLI_PRESETS
+    from trapan_cloud.method.config import PRESETS
+
+    assert set(CLI_PRESETS) == set(PRESETS)
+    assert all(isinstance(getattr(TrapanConfig, p)(), TrapanConfig) for p in PRESETS)
+
+
 def test_runtime_is_validated_and_not_part_of_the_science():
     from trapan_cloud.method import Runtime
 

@@ -23,7 +23,7 @@ from .registry import names
 
 log = logging.getLogger("trapan_cloud")
 
-PRESETS = ("fast", "default", "paper")
+PRESETS = ("fast", "default", "best", "paper")  # = method.config.PRESETS, without importing torch at start-up
 EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
 EXIT_CODES = (f"Exit status: 0 when the command did all it was asked; {EXIT_ERROR} for an input or store error; "
               f"{EXIT_USAGE} for a usage error; {EXIT_INCOMPLETE} for a run that ended with tiles not done "
