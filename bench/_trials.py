@@ -179,6 +179,14 @@ def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False, compute:
     return [{**cache[t.key()], "label": t.label} for t in trials if t.key() in cache]
 
 
+def add_trial_args(ap: Any) -> None:
+    """The options every trial bench takes: seeds, worker processes, cache handling."""
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true", help="discard cached trials")
+    ap.add_argument("--cached", action="store_true", help="write the tables from the cached trials, run nothing")
+
+
 def _quiet() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import write_section  # noqa: E402
-from _trials import Trial, better, fmt, rescore, run_all, stats  # noqa: E402
+from _trials import Trial, add_trial_args, better, fmt, rescore, run_all, stats  # noqa: E402
 
 from trapan_cloud.method import TrapanConfig  # noqa: E402
 
@@ -55,6 +55,11 @@ VARIANTS: dict[str, dict[str, Any] | str] = {
     "RAO p 1→0, 300 × 1×128² (default)": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1},
     "RAO p 1→0, 300 × 1×128², width 16 depth 2": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "width": 16,
                                                   "depth": 2},
+    "RAO p 1→0, 300 × 1×128², λ_spa 0.3": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "lambda_spa": 0.3},
+    "RAO p 1→0, 300 × 1×128², λ_spa 3": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "lambda_spa": 3.0},
+    "RAO p 1→0, 300 × 1×128², λ_spe 32": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "lambda_spe": 32.0},
+    "RAO p 1→0, 300 × 1×128², base MTF-GLP-FS": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1,
+                                                 "base": "mtf-glp-fs"},
     "RAO p 1→0, 300 × 1×128², holdout selection": {**RAO, **ANNEAL, "rao_steps": 300, "batch": 1, "holdout": 0.25,
                                                    "selection": "holdout", "eval_every": 25, "patience": 3},
     "preset fast": "fast",
@@ -121,10 +126,7 @@ def tables(rows: list[dict[str, Any]], labels: list[str], ref: str, complete: se
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="run only the variants whose label contains this text (and the ref)")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--fresh", action="store_true", help="discard cached trials")
-    ap.add_argument("--cached", action="store_true", help="write the tables from the cached trials, run nothing")
+    add_trial_args(ap)
     a = ap.parse_args()
     ref = next(iter(VARIANTS))
     labels = [lab for lab in VARIANTS if lab == ref or a.only in lab]

@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import machine, write_section  # noqa: E402
-from _trials import Trial, fmt, rescore, run_all, stats  # noqa: E402
+from _trials import Trial, add_trial_args, fmt, rescore, run_all, stats  # noqa: E402
 
 from trapan_cloud.fusion import CLASSICAL  # noqa: E402
 from trapan_cloud.method import TrapanConfig  # noqa: E402
@@ -74,10 +74,7 @@ def table(crop: str, rows: list[dict[str, Any]], labels: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="fast,default,best", help="TrapanConfig presets to run")
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--fresh", action="store_true", help="discard cached trials")
-    ap.add_argument("--cached", action="store_true", help="write the tables from the cached trials, run nothing")
+    add_trial_args(ap)
     a = ap.parse_args(argv)
     presets, seeds = a.presets.split(","), [int(s) for s in a.seeds.split(",")]
     labels = [f"trapan {p}" for p in presets] + list(CLASSICAL)
