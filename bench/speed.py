@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from trapan_cloud.method import Runtime, TrapanConfig, fit_prior
 from trapan_cloud.method.pairs import prepare_pair, resolve_device
-from trapan_cloud.method.stage2 import _Refiner
+from trapan_cloud.method.stage2 import Refiner
 from trapan_cloud.samples import load_sample
 from trapan_cloud.sensors import get_sensor
 
@@ -56,7 +56,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_step(ref: _Refiner, kind: str, steps: int) -> tuple[float, int]:
+def time_step(ref: Refiner, kind: str, steps: int) -> tuple[float, int]:
     """Mean seconds and FLOPs of one optimiser step of branch ``kind`` ("fr", "rr" or "fr-crops")."""
     opt = torch.optim.Adam(ref.net.parameters(), lr=1e-4)
 
@@ -99,7 +99,7 @@ def measure(tiles: list[int], steps: int, device_name: str, amp: bool = False) -
         for kind, c in (("fr whole tile", dataclasses.replace(cfg, crop_px=0)),
                         ("rr whole tile", dataclasses.replace(cfg, warmup_crop_px=0)),
                         (f"fr crops {base.batch}×{base.crop_px}²", cfg)):
-            ref = _Refiner(prior, c, data, sen, device, torch.Generator().manual_seed(0), amp)
+            ref = Refiner(prior, c, data, sen, device, torch.Generator().manual_seed(0), amp)
             sec, flops = time_step(ref, kind.split()[0] if "crops" not in kind else "fr-crops", steps)
             px = tile * tile if "crops" not in kind else min(base.crop_px, tile) ** 2 * base.batch
             if kind.startswith("rr"):

@@ -22,7 +22,7 @@ from .losses import masked_norm
 from .networks import DAM, FusionNet
 from .pairs import TILE_MODE, PairData, prepare_pair, resolve_device, rr_crops, torch_threads
 from .prior import Prior
-from .stage2 import _Refiner, train_jointly
+from .stage2 import Refiner, train_jointly
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
         net = FusionNet(nb, cfg.width, cfg.depth, cfg.last_init_scale, generator=gen).to(device)
         warm_up(net, data, cfg, gen)
         if cfg.prior_steps:
-            refiners = [_Refiner(net, dam, cfg, d, sen, device, gen, rt.amp) for d in data]
+            refiners = [Refiner(net, dam, cfg, d, sen, device, gen, rt.amp) for d in data]
             train_jointly(refiners, cfg.prior_steps, cfg, gen)
     return Prior(
         dam_state={k: v.detach().cpu() for k, v in dam.state_dict().items()},

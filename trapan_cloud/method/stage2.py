@@ -68,7 +68,7 @@ class _FRBatch:
             self.q_mask = block_mask(self.valid_pan, Q_BLOCK)[..., : self.q_low.shape[-2], : self.q_low.shape[-1]]
 
 
-class _Refiner:
+class Refiner:
     """The state of one tile's Stage 2: data, networks, kernels, loss functions."""
 
     def __init__(self, net: FusionNet, dam: DAM, cfg: TrapanConfig, data: PairData, sensor: Sensor,
@@ -154,7 +154,7 @@ def _branches(cfg: TrapanConfig, gen: torch.Generator) -> list[str]:
     return ["rr" if u < p else "fr" for u, p in zip(draws, probs)]
 
 
-def train_jointly(refiners: list[_Refiner], steps: int, cfg: TrapanConfig, gen: torch.Generator) -> list[float]:
+def train_jointly(refiners: list[Refiner], steps: int, cfg: TrapanConfig, gen: torch.Generator) -> list[float]:
     """``steps`` Stage-2 steps of one network shared by ``refiners`` (a random pair each step): the amortised
     Stage 2 that `fit_prior` runs on a scene's sample pairs (``prior_steps``). Returns the losses."""
     net = refiners[0].net
@@ -211,7 +211,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
         device = resolve_device(rt.device)
         data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout)
         gen = torch.Generator().manual_seed(int(seed))
-        ref = _Refiner(prior.fusion_net().to(device), prior.dam().to(device), cfg, data, sen, device, gen, rt.amp)
+        ref = Refiner(prior.fusion_net().to(device), prior.dam().to(device), cfg, data, sen, device, gen, rt.amp)
         trace["base"] = data.base_name
         window = evaluation_window(p.shape, r)
         use_hqnr = cfg.selection == "hqnr" and data.all_valid and min(window) > 0
