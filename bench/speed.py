@@ -99,7 +99,8 @@ def measure(tiles: list[int], steps: int, device_name: str, amp: bool = False) -
         for kind, c in (("fr whole tile", dataclasses.replace(cfg, crop_px=0)),
                         ("rr whole tile", dataclasses.replace(cfg, warmup_crop_px=0)),
                         (f"fr crops {base.batch}×{base.crop_px}²", cfg)):
-            ref = Refiner(prior, c, data, sen, device, torch.Generator().manual_seed(0), amp)
+            ref = Refiner(prior.fusion_net().to(device), prior.dam().to(device), c, data, sen, device,
+                          torch.Generator().manual_seed(0), amp)
             sec, flops = time_step(ref, kind.split()[0] if "crops" not in kind else "fr-crops", steps)
             px = tile * tile if "crops" not in kind else min(base.crop_px, tile) ** 2 * base.batch
             if kind.startswith("rr"):
