@@ -10,7 +10,7 @@ The index-shaped losses and HQNR-based selection raise the no-reference index wh
 truth, so the default uses neither.
 
 Presets: ``default()`` (= ``TrapanConfig()``), ``fast()`` (seconds on a CPU: tests and smoke runs), ``best()`` (the
-best measured quality, whatever it costs) and ``paper()`` (the reconstruction of ``reference/TRAPAN.md`` §4 with
+highest mean reduced-resolution Q2n measured, at twice the compute) and ``paper()`` (the reconstruction of ``reference/TRAPAN.md`` §4 with
 ZS-Pan's numbers where the paper is silent).
 """
 
@@ -162,7 +162,8 @@ class TrapanConfig:
 
     @classmethod
     def best(cls) -> TrapanConfig:
-        """The best quality measured on the bench crops, at several times the default's compute."""
+        """The highest mean reduced-resolution Q2n measured on the bench crops, at twice the default's compute; it
+        does not win on every crop or index (bench/RESULTS.md, "ablation")."""
         return replace(cls(), rao_steps=600)
 
     @classmethod
