@@ -9,9 +9,9 @@ reduced-resolution step falls linearly from 1 to 0 over the steps) on small rand
 The index-shaped losses and HQNR-based selection raise the no-reference index while moving the image away from the
 truth, so the default uses neither.
 
-Presets: ``default()`` (= ``TrapanConfig()``), ``fast()`` (seconds on a CPU: tests and smoke runs), ``best()`` (the
-highest mean reduced-resolution Q2n measured, at twice the compute) and ``paper()`` (the reconstruction of ``reference/TRAPAN.md`` §4 with
-ZS-Pan's numbers where the paper is silent).
+Presets: ``default()`` (= ``TrapanConfig()``), ``fast()`` (seconds on a CPU: tests and smoke runs), ``best()``
+(the highest mean reduced-resolution Q2n measured, at twice the compute) and ``paper()`` (the reconstruction of
+``reference/TRAPAN.md`` §4 with ZS-Pan's numbers where the paper is silent).
 """
 
 from __future__ import annotations
