@@ -169,7 +169,7 @@ def run_all(trials: list[Trial], workers: int = 2, fresh: bool = False, compute:
     cache = load_cache()
     todo = list({t.key(): t for t in trials if t.key() not in cache}.values())  # in the caller's order
     if todo and compute:
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_quiet) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
             for trial, row in zip(todo, pool.map(run_trial, todo)):
                 cache[row["key"]] = row
                 with CACHE.open("a") as fh:
@@ -185,10 +185,6 @@ def add_trial_args(ap: Any) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--fresh", action="store_true", help="discard cached trials")
     ap.add_argument("--cached", action="store_true", help="write the tables from the cached trials, run nothing")
-
-
-def _quiet() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def stats(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
