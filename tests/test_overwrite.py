@@ -73,7 +73,7 @@ def one_line(text: str) -> bool:
 def test_overwrite_replaces_a_trapan_store(tmp_path):
     url = str(tmp_path / "run.zarr")
     store = new_store(url)
-    store.group["done"][0, 0] = 1  # something the replacement must not keep
+    store.run["done"][0, 0] = 1  # something the replacement must not keep
     assert foreign_reason(url) is None
     assert not new_store(url, overwrite=True).done().any()
 
@@ -214,7 +214,7 @@ def test_overwrite_on_s3_replaces_our_store_and_refuses_a_stranger(s3_server, mo
         monkeypatch.setenv(name, value)
     options = s3_server.storage_options
     url = s3_server.url(f"overwrite/v{zarr_format}.zarr")
-    new_store(url, storage_options=options, zarr_format=zarr_format).group["done"][0, 0] = 1
+    new_store(url, storage_options=options, zarr_format=zarr_format).run["done"][0, 0] = 1
     assert foreign_reason(url, options) is None
     assert not new_store(url, storage_options=options, zarr_format=zarr_format, overwrite=True).done().any()
     fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)

@@ -103,12 +103,12 @@ def test_tile_data_is_written_before_its_done_flag(tmp_path, plan, image):
     store.write_tile(t, weighted)  # ... and the worker dies here
     again = open_store(url)
     assert not again.done().any()
-    slot = again.group["tiles"][(slice(None),) + plan.slot(t)]
+    slot = again.run["tiles"][(slice(None),) + plan.slot(t)]
     again.write_tile(t, weighted)  # the resumed run rewrites the same chunk: idempotent
-    np.testing.assert_array_equal(again.group["tiles"][(slice(None),) + plan.slot(t)], slot)
+    np.testing.assert_array_equal(again.run["tiles"][(slice(None),) + plan.slot(t)], slot)
     again.mark_done(t, {"hqnr": 0.5})
     assert again.done()[1, 1] and again.done().sum() == 1
-    chunk = {"tiles": "tiles/c/0/1/1", "hqnr": "hqnr/c/1/1", "done": "done/c/1/1"}
+    chunk = {"tiles": "run/tiles/0.1.1", "hqnr": "run/hqnr/1.1", "done": "run/done/1.1"}
     mtime = {k: os.stat(tmp_path / "out.zarr" / v).st_mtime_ns for k, v in chunk.items()}
     assert mtime["tiles"] <= mtime["hqnr"] <= mtime["done"]
     with pytest.raises(InputError, match="unknown fields \\['qnr'\\]; this store has hqnr"):
@@ -154,7 +154,7 @@ def test_resume_refuses_other_settings_and_foreign_stores(tmp_path, plan):
     with pytest.raises(InputError, match="no Zarr store at"):
         open_store(str(tmp_path / "missing.zarr"))
 
-    shutil.rmtree(tmp_path / "out.zarr" / "done")
+    shutil.rmtree(tmp_path / "out.zarr" / "run" / "done")
     with pytest.raises(CorruptStoreError, match="corrupt trapan_cloud store.*done \\(expected \\(3, 3\\), found"):
         open_store(url)
 
@@ -192,11 +192,13 @@ def test_cog_export_and_stac_item(tmp_path, plan, image):
     assert 14 < west < east < 15.1 and 37 < south < north < 37.1  # UTM 33N, near 500 km E / 4100 km N
     assert item["properties"]["proj:code"] == CRS and item["properties"]["proj:shape"] == list(plan.shape)
     assert item["properties"]["proj:transform"] == list(TRANSFORM)[:6]
-    assert [b["name"] for b in item["assets"]["fused"]["bands"]] == list(BANDS)
+    assert [item["assets"][b]["eo:bands"][0]["name"] for b in BANDS] == list(BANDS)
+    assert item["id"] == "run-1" and item["properties"]["datetime"].startswith("2020-05-10T00:00:00")
     json.dumps(item)
     signed = "https://KEY:SECRET@bucket.host/run-1.zarr?X-Amz-Signature=abc&X-Amz-Credential=KEY"
     published = stac_item_for_result(url, item_id="run-1", datetime="2020-05-10T00:00:00Z", href=signed)
-    assert published["assets"]["fused"]["href"] == "https://bucket.host/run-1.zarr"  # no user-info, no signature
+    assert published["assets"]["red"]["href"] == "https://bucket.host/run-1.zarr:2"  # no user-info, no signature
+    assert "SECRET" not in json.dumps(published) and "Signature" not in json.dumps(published)
 
 
 @pytest.mark.parametrize("zarr_format", [3, 2])
@@ -254,4 +256,4 @@ def test_a_qa_field_added_to_tileqa_reaches_the_store_and_status(tmp_path, plan,
     assert info["sharpness_min"] == 10.0 - last and info["sharpness_worst_tile"] == last  # higher is better
     assert info["d_s_max"] == pytest.approx(0.1 * last) and info["d_s_worst_tile"] == last  # lower is better
     assert "hqnr_mean" not in info  # never measured: NaN everywhere
-    assert open_store(url).group["sharpness"].attrs["long_name"] == "edge energy of the fused tile"
+    assert open_store(url).run["sharpness"].attrs["long_name"] == "edge energy of the fused tile"

@@ -56,6 +56,9 @@ class BatchResult:
     items: list[ItemOutcome] = field(default_factory=list)
     seconds: float = 0.0
     """Wall seconds of the whole call."""
+    catalog: str | None = None
+    """The STAC catalog of the complete stores' items (``{out_prefix}/catalog.json``), None when none is complete or
+    a file of someone else's is in its place."""
 
     def _with(self, status: str) -> list[ItemOutcome]:
         return [o for o in self.items if o.status == status]
@@ -82,7 +85,7 @@ class BatchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy, with per-status counts."""
-        return {"out_prefix": self.out_prefix, "seconds": self.seconds,
+        return {"out_prefix": self.out_prefix, "seconds": self.seconds, "catalog": self.catalog,
                 "counts": {s: len(self._with(s)) for s in STATUSES}, "tiles_computed": self.tiles_computed,
                 "items": [asdict(o) for o in self.items]}
 
@@ -101,6 +104,8 @@ class BatchResult:
         lines.insert(1, "-" * len(lines[0]))
         counts = ", ".join(f"{len(self._with(s))} {s}" for s in STATUSES)
         lines.append(f"{len(self.items)} items: {counts}; {self.tiles_computed} tiles computed; {self.seconds:.1f} s")
+        if self.catalog:
+            lines.append(f"STAC catalog: {self.catalog}")
         return "\n".join(lines)
 
 
@@ -337,6 +342,44 @@ def run_batch(catalog: Any, out_prefix: str, config: Any = None, client: Any = N
             url = store_url(out_prefix, item.id)
             log.info("item %d/%d: %s", n, len(found), item.id)
             result.items.append(_run_item(item, url, redact(url), config, cluster, storage_options, run_kwargs))
+    result.catalog = write_catalog(out_prefix, [store_url(out_prefix, o.item_id) for o in result.items
+                                                if o.status != "failed"], storage_options)
     result.seconds = time.perf_counter() - t0
     log.info("batch: %d done, %d skipped, %d failed", len(result.done), len(result.skipped), len(result.failed))
     return result
+
+
+CATALOG_ID = "trapan-batch"
+"""Id of the catalog a batch writes; an existing ``catalog.json`` with another id is someone else's and is kept."""
+
+
+def write_catalog(out_prefix: str, stores: list[str], storage_options: dict | None = None) -> str | None:
+    """Write ``{out_prefix}/catalog.json``, a STAC catalog linking the item inside each of ``stores`` (relative
+    hrefs); returns its location, or None when there is nothing to link or a catalog.json this project did not write
+    is in the way (it is left untouched)."""
+    import fsspec
+    import pystac
+
+    from .redaction import redact
+    from .store import open_store
+
+    if not stores:
+        return None
+    path = f"{str(out_prefix).rstrip('/')}/catalog.json"
+    fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    if fs.exists(fpath):
+        try:
+            theirs = json.loads(fs.cat_file(fpath)).get("id") != CATALOG_ID
+        except (ValueError, AttributeError):
+            theirs = True
+        if theirs:
+            log.warning("batch: %s is not a catalog trapan_cloud wrote; not replaced, no catalog written", redact(path))
+            return None
+    catalog = pystac.Catalog(CATALOG_ID, "Pansharpened products of a trapan_cloud batch")
+    for url in stores:
+        href = open_store(url, storage_options).item_url
+        rel = href[len(str(out_prefix).rstrip("/")) + 1:]
+        catalog.add_link(pystac.Link(pystac.RelType.ITEM, f"./{rel}", media_type=pystac.MediaType.GEOJSON))
+    with fs.open(fpath, "w") as f:
+        json.dump(catalog.to_dict(include_self_link=False), f, indent=1)
+    return redact(path)

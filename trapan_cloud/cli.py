@@ -162,6 +162,14 @@ def _check_json_dest(json_out: str | None) -> None:
     check_json_target(json_out)
 
 
+def _item(out: str) -> str:
+    """Where the STAC item of the finished store ``out`` is (credentials removed)."""
+    from .redaction import redact
+    from .store import open_store
+
+    return redact(open_store(out).item_url)
+
+
 def _emit(payload: dict, json_out: str | None, text: str) -> None:
     """``text`` on stdout, or the JSON alone with ``--json -``; the JSON also to the ``--json`` file."""
     if json_out == "-":
@@ -218,15 +226,18 @@ def main(verbose: int, quiet: int) -> None:
               help="trapan, or a classical method run tile by tile, for comparison runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each tile's seed derives from it.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True)
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="3", show_default=True)
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
+              help="2 opens in GDAL/QGIS as well as xarray; 3 in xarray and zarr-python only.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
 @overwrite_opt
 @click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
+@click.option("--keep-tiles", is_flag=True, help="Keep the stage-A tiles in the store after completion (default: "
+                                                 "deleted, so the store is little larger than its product).")
 @json_opt
 @_friendly
 def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str, scheduler: str | None,
         tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
-        dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None,
+        dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None, keep_tiles: bool,
         json_out: str | None) -> None:
     """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store (every check that
     needs no cluster, --overwrite's rule included, is made before one starts)."""
@@ -240,7 +251,7 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
         _emit(plan, json_out, json.dumps(plan, indent=1, default=str))
         return
     opts = runner.RunOptions(config=config, tile_px=tile, halo_px=overlap, method=method, seed=seed, gpu=gpu,
-                             overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format))
+                             overwrite=overwrite, dtype=dtype, zarr_format=int(zarr_format), keep_tiles=keep_tiles)
     if cog_path:
         from .geotiff import check_cog_target
 
@@ -252,10 +263,14 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
         result = runner.run(scene, out, client=client, progress=_TileProgress(), options=opts)
     payload, text = result.to_dict(), result.summary()
     if result.complete and cog_path:
-        from .store import export_cog
+        from .store import export_cog, write_item
 
         payload["cog"] = export_cog(out, cog_path, overwrite=overwrite)
         text += f"\nCOG: {payload['cog']}"
+        write_item(out, cog=payload["cog"])  # the item gains the COG asset
+    if result.complete:
+        payload["item"] = _item(out)
+        text += f"\nSTAC item: {payload['item']}"
     _emit(payload, json_out, text)
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
@@ -281,24 +296,34 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
 
         with client_for(scheduler, gpu=gpu) as client:
             result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
-    _emit(result.to_dict(), json_out, result.summary())
+    payload, text = result.to_dict(), result.summary()
+    if result.complete:
+        payload["item"] = _item(out)
+        text += f"\nSTAC item: {payload['item']}"
+    _emit(payload, json_out, text)
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
 
 
 @main.command()
 @store_arg
+@click.option("--verify", is_flag=True, help="Also check that every done tile's chunks exist and decode (reads "
+                                             "them once); damage exits non-zero, `trapan resume` repairs it.")
 @json_opt
 @_friendly
-def status(out: str | None, out_opt: str | None, json_out: str | None) -> None:
+def status(out: str | None, out_opt: str | None, verify: bool, json_out: str | None) -> None:
     """Tiles done / pending / failed and the per-tile QA summary (mean, worst value and tile) of a store; never loads
     torch."""
+    from .errors import CorruptStoreError
     from .store import store_status
 
     out = _store(out, out_opt)
     _check_json_dest(json_out)
-    info = store_status(out)
+    info = store_status(out, verify=verify)
     _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
+    if verify and not info["integrity"]["ok"]:
+        raise _Failure(CorruptStoreError(f"{out}: {len(info['integrity']['details'])} damaged chunk(s), e.g. "
+                                         f"{info['integrity']['details'][0]}; run `trapan resume {out}` to repair"))
 
 
 @main.command()

@@ -144,7 +144,7 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
 
     Writes the sample as COGs + a STAC item, opens it lazily, runs TRA-PAN tile by tile on Dask into a Zarr store,
     then scores the result and every classical baseline with the toolbox's full-resolution indices, and writes a
-    quicklook PNG (upsampled MS vs fused) and report.json / report.html.
+    quicklook PNG (upsampled MS vs fused) and report.json / report.html. The store holds the product's STAC item.
     """
     from . import runner
     from .cluster import client_for
@@ -153,7 +153,7 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     from .registry import names
     from .report import FR_KEYS, markdown_table, quicklook_png, write_report
     from .samples import load_sample, write_sample_item
-    from .store import open_result
+    from .store import open_result, open_store
 
     os.makedirs(out_dir, exist_ok=True)
     scene = as_scene(write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs")))
@@ -175,7 +175,10 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
                         {"MS (23-tap upsampled)": interp23tap(ms, ratio), "TRA-PAN fused": fused},
                         scene.meta.band_names, nodata)
     keys = (*FR_KEYS, "seconds")
-    meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "tile_px": tile,
+    item = open_store(store).item_url
+    meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "item": item,
+            "tile_px": tile,
             "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"]}
     json_path, html_path = write_report(out_dir, f"trapan_cloud demo: {sample}", rows, keys, meta, [png])
-    return (markdown_table(rows, keys) + f"\n\nstore: {store}\nquicklook: {png}\nreport: {html_path} ({json_path})")
+    return (markdown_table(rows, keys) + f"\n\nstore: {store}\nSTAC item: {item}\nquicklook: {png}\n"
+            f"report: {html_path} ({json_path})")

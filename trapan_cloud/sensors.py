@@ -128,3 +128,44 @@ def sensor_from_platform(platform: str | None) -> Sensor | None:
         if key in s.platforms:
             return s
     return None
+
+
+# Centre wavelengths (µm) of the MS bands: the midpoint of each band's edges in the vendor's or agency's published
+# band table. WorldView-2/-3 (VNIR): DigitalGlobe/Maxar "WorldView-2" and "WorldView-3" data sheets; QuickBird,
+# GeoEye-1, WorldView-4, IKONOS: the DigitalGlobe/Maxar data sheets of each satellite; Landsat 8/9 OLI: USGS "Landsat
+# 8-9 OLI/TIRS" band designations; GF-2: CRESDA GF-2 PMS band table; Pléiades: Airbus "Pléiades Imagery User Guide".
+_WV_VNIR = {"coastal": 0.425, "blue": 0.480, "green": 0.545, "yellow": 0.605, "red": 0.660, "rededge": 0.725,
+            "nir1": 0.8325, "nir2": 0.950}
+_GE_BGRN = {"blue": 0.480, "green": 0.545, "red": 0.6725, "nir": 0.850}
+_OLI = {"coastal": 0.443, "blue": 0.4825, "green": 0.5625, "red": 0.655, "nir08": 0.865, "swir16": 1.610,
+        "swir22": 2.200}
+CENTRE_WAVELENGTH_UM: dict[str, dict[str, float]] = {
+    "WV3": _WV_VNIR, "WV2": _WV_VNIR,
+    "QB": {"blue": 0.485, "green": 0.560, "red": 0.660, "nir": 0.830},
+    "IKONOS": {"blue": 0.4805, "green": 0.5505, "red": 0.665, "nir": 0.805},
+    "GeoEye1": _GE_BGRN, "WV4": _GE_BGRN,
+    "Landsat8": _OLI, "Landsat9": _OLI,
+    "GF2": {"blue": 0.485, "green": 0.555, "red": 0.660, "nir": 0.830},
+    "Pleiades": {"blue": 0.490, "green": 0.560, "red": 0.650, "nir": 0.840},
+}
+"""Centre wavelength in micrometres per sensor and band name (absent: unknown, e.g. ``generic``)."""
+
+COMMON_NAMES = frozenset({"coastal", "blue", "green", "red", "rededge", "yellow", "pan", "nir", "nir08", "nir09",
+                          "cirrus", "swir16", "swir22", "lwir", "lwir11", "lwir12"})
+"""The STAC ``eo`` extension's common band names."""
+_COMMON_ALIASES = {"nir1": "nir", "nir2": "nir09"}
+
+
+def common_name(band: str) -> str | None:
+    """The STAC ``eo`` common name of a band name of this table (None when it has none).
+
+    >>> common_name("nir1"), common_name("red"), common_name("b3")
+    ('nir', 'red', None)
+    """
+    name = _COMMON_ALIASES.get(band, band)
+    return name if name in COMMON_NAMES else None
+
+
+def centre_wavelength_um(sensor: str | Sensor, band: str) -> float | None:
+    """The centre wavelength (µm) of ``band`` of ``sensor`` (None when the table has none)."""
+    return CENTRE_WAVELENGTH_UM.get(get_sensor(sensor).name, {}).get(band)

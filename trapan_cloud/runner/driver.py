@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int = 512, overlap: int | None = None,
         resume: bool = False, *, method: str | Callable[..., Any] = "trapan", seed: int = 0, gpu: bool = False,
-        overwrite: bool = False, dtype: str = "uint16", zarr_format: int = 3, storage_options: dict | None = None,
+        overwrite: bool = False, dtype: str = "uint16", zarr_format: int = 2, storage_options: dict | None = None,
         prior_tiles: int = 4, progress: Any = None, dry_run: bool = False, runtime: Any = None,
         options: RunOptions | None = None) -> RunResult:
     """Pansharpen a whole scene tile by tile on Dask into a georeferenced, resumable Zarr store.
@@ -53,6 +53,8 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
     if opts.dry_run:
         return RunResult(out, n_total, 0, 0, 0, 0, seconds={"total": time.perf_counter() - t_start})
     stored = _existing_store(out, job.manifest, opts)
+    if stored is not None:  # missing or damaged chunks: clear those tiles' done flags (`RunStore.prepare_repair`)
+        stored.prepare_repair(job.plan, stored.verify(job.plan))
     if stored is not None and stored.info["status"] == "complete":  # a resume with nothing to do starts no cluster
         return RunResult(out, n_total, n_total, 0, 0, 0, seconds={"total": time.perf_counter() - t_start},
                          prior_hash=stored.manifest.get("prior_hash"), complete=True)
@@ -71,7 +73,7 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
         with _timed(seconds, "tiles"):
             tally = drive_tiles(job, cluster, store, opts, prior_bytes, progress)
         with _timed(seconds, "finalize"):
-            complete = _finalize(store, job, tally.errors)
+            complete = _finalize(store, job, tally.errors, opts.keep_tiles)
     seconds["total"] = time.perf_counter() - t_start
     return tally.result(out, n_total, n_before, seconds, prior_hash, complete)
 
@@ -169,19 +171,27 @@ def _failure(future: Any) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _finalize(store: Any, job: Job, errors: dict[int, str]) -> bool:
-    """Record the failures (clearing earlier ones that now succeeded) and blend when every tile is done."""
+def _finalize(store: Any, job: Job, errors: dict[int, str], keep_tiles: bool = False) -> bool:
+    """Record the failures (clearing earlier ones that now succeeded), check the done tiles' chunks, blend when every
+    tile is done and intact, and write the product's STAC item."""
+    from ..store import write_item
+
     store.record_failures(errors)
     if errors:
         log.warning("%d tile(s) failed; the store is not finalised: run `trapan resume %s` to retry them",
                     len(errors), redact(store.url))
         return False
-    store.finalize(job.plan)
+    if store.prepare_repair(job.plan, store.verify(job.plan)):  # a slot lost since its tile was done
+        log.warning("the store is not finalised: run `trapan resume %s` to recompute the damaged tiles",
+                    redact(store.url))
+        return False
+    store.finalize(job.plan, keep_tiles=keep_tiles)
+    write_item(store)
     return True
 
 
 def plan_run(scene: Any, out: str | None = None, config: Any = None, tile: int = 512, overlap: int | None = None, *,
-             method: str | Callable[..., Any] = "trapan", seed: int = 0, dtype: str = "uint16", zarr_format: int = 3,
+             method: str | Callable[..., Any] = "trapan", seed: int = 0, dtype: str = "uint16", zarr_format: int = 2,
              prior_tiles: int = 4) -> dict[str, Any]:
     """The plan of a run without running it (``trapan run --dry-run``): tiles, halo, memory per task, steps per tile.
 

@@ -35,8 +35,9 @@ class RunOptions:
     """Replace an existing output store, if it is a trapan_cloud store (anything else there is refused)."""
     dtype: str = "uint16"
     """Output values: "uint16" rounds and clips DN, "float32" keeps them."""
-    zarr_format: int = 3
-    """Zarr format of the store (2 or 3)."""
+    zarr_format: int = 2
+    """Zarr format of the store: 2 (default; GDAL/QGIS, xarray and zarr-python read it) or 3 (xarray and zarr-python;
+    the GDAL 3.10 in rasterio's wheels cannot)."""
     storage_options: Mapping[str, Any] | None = None
     """fsspec options for the output URL (credentials are best left to the environment)."""
     prior_tiles: int = 4
@@ -46,6 +47,9 @@ class RunOptions:
     resume may use another one. None: ``Runtime()``."""
     dry_run: bool = False
     """Validate and plan only: nothing is computed or written (see `plan_run`)."""
+    keep_tiles: bool = False
+    """Keep the stage-A tiles (``run/tiles``) after completion; by default they are deleted, which leaves the store
+    little larger than its product (a repair then recomputes the tiles around a damaged core)."""
 
     def __post_init__(self) -> None:
         if str(self.dtype) not in DTYPES:

@@ -1,5 +1,5 @@
-"""Reading and writing an existing run store: `RunStore` (tiles, done flags, QA, prior, blend), `open_store`,
-`open_result`. The layout is described in `store.layout`."""
+"""Reading and writing an existing run store: `RunStore` (tiles, done flags, QA, prior, blend, integrity and
+repair), `open_store`, `open_result`. The layout is described in `store.layout`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ import numpy as np
 from ..errors import CorruptStoreError, IncompleteRunError, InputError, ResumeMismatchError
 from ..redaction import redact
 from ..tiling import Tile, TilePlan
-from .layout import ATTR, COMPLETE, FORMAT_VERSION
+from .integrity import Integrity, check_chunks, overlapping
+from .layout import ATTR, COMPLETE, FORMAT_VERSION, ITEM_NAME, RUN_GROUP, RUNNING, ZARR_METADATA, fs_path
 
 logger = logging.getLogger(__name__)
 
 
 def open_group(url: str, storage_options: dict | None, mode: str) -> Any:
-    """The root ``zarr.Group`` at ``url``."""
+    """The root ``zarr.Group`` at ``url``, read from the live metadata (never from a consolidated snapshot)."""
     import zarr
 
-    return zarr.open_group(url, mode=mode, storage_options=storage_options or None)
+    return zarr.open_group(url, mode=mode, storage_options=storage_options or None, use_consolidated=False)
 
 
 class RunStore:
@@ -47,9 +48,34 @@ class RunStore:
         return self._group
 
     @property
+    def run(self) -> Any:
+        """The ``run/`` sub-group: stage-A tiles, done flags, QA arrays, prior."""
+        return self.group[RUN_GROUP]
+
+    def _array(self, name: str) -> Any:
+        """A run-state array that writes every chunk, even one equal to its fill value (a missing chunk is damage)."""
+        return self.run[name].with_config({"write_empty_chunks": True})
+
+    @property
     def info(self) -> dict:
         """The root ``trapan_cloud`` attribute: manifest, plan, bands, dtype, nodata, QA fields, status, failures."""
         return dict(self.group.attrs[ATTR])
+
+    def _set_info(self, info: dict) -> None:
+        """Write the root attribute; once a store has consolidated metadata, consolidate again so that readers of
+        the snapshot (GDAL, ``xr.open_zarr``) see the same status."""
+        self.group.attrs[ATTR] = info
+        if info.get("consolidated"):
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        import warnings
+
+        import zarr
+
+        with warnings.catch_warnings():  # v3: consolidated metadata is zarr-python's extension, read by GDAL too
+            warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+            zarr.consolidate_metadata(self.group.store, path=self.group.path or None)
 
     @property
     def nodata(self) -> float | None:
@@ -78,11 +104,11 @@ class RunStore:
 
     def done(self) -> np.ndarray:
         """``(n_rows, n_cols)`` bool: which tiles have their data and QA stored."""
-        return self.group["done"][...].astype(bool)
+        return self.run["done"][...].astype(bool)
 
     def qa(self) -> dict[str, np.ndarray]:
         """Per-tile QA arrays ``(n_rows, n_cols)``, NaN where not written."""
-        return {name: self.group[name][...] for name in self.qa_fields}
+        return {name: self.run[name][...] for name in self.qa_fields}
 
     def _check_tile(self, tile: Tile) -> TilePlan:
         plan = self.plan
@@ -103,7 +129,7 @@ class RunStore:
             raise InputError(f"weighted: expected ({bands}, {tile.ext_shape[0]}, {tile.ext_shape[1]}) for tile "
                              f"{tile.index}, found shape {arr.shape}")
         ys, xs = plan.slot(tile)
-        self.group["tiles"][:, ys, xs] = plan.to_slot(tile, arr)
+        self._array("tiles")[:, ys, xs] = plan.to_slot(tile, arr)
 
     def mark_done(self, tile: Tile, qa: dict[str, float]) -> None:
         """Store the tile's QA values, then flip its done flag; call only after `write_tile` returned."""
@@ -112,14 +138,14 @@ class RunStore:
         if unknown:
             raise InputError(f"qa: unknown fields {unknown}; this store has {', '.join(self.qa_fields)}")
         for name, value in qa.items():
-            self.group[name][tile.row, tile.col] = float(value)
-        self.group["done"][tile.row, tile.col] = 1
+            self._array(name)[tile.row, tile.col] = float(value)
+        self._array("done")[tile.row, tile.col] = 1
 
     def save_prior(self, prior_bytes: bytes, prior_hash: str) -> None:
         """Keep the run's Stage-1 prior (safetensors bytes) in the store, so a resume never refits it."""
         arr = np.frombuffer(prior_bytes, dtype=np.uint8)
         v3 = self.group.metadata.zarr_format == 3  # name the axis the way xarray reads each format
-        z = self.group.create_array("prior", shape=arr.shape, dtype=np.uint8, chunks=(max(arr.size, 1),),
+        z = self.run.create_array("prior", shape=arr.shape, dtype=np.uint8, chunks=(max(arr.size, 1),),
                                     overwrite=True, dimension_names=("prior_byte",) if v3 else None,
                                     attributes={"sha256": prior_hash, **({} if v3 else
                                                                          {"_ARRAY_DIMENSIONS": ["prior_byte"]})})
@@ -127,9 +153,9 @@ class RunStore:
 
     def load_prior(self) -> bytes | None:
         """The stored prior's bytes (None if the run has none); refuses bytes whose hash differs from the manifest's."""
-        if "prior" not in self.group:
+        if "prior" not in self.run:
             return None
-        z = self.group["prior"]
+        z = self.run["prior"]
         data = bytes(z[...].tobytes())
         want = self.manifest.get("prior_hash")
         if z.attrs.get("sha256") != want:
@@ -146,7 +172,7 @@ class RunStore:
         failed = {k: v for k, v in dict(info.get("failed", {})).items() if int(k) not in self.done_indices()}
         failed.update({str(k): redact(str(v))[:500] for k, v in errors.items()})
         info["failed"] = failed
-        self.group.attrs[ATTR] = info
+        self._set_info(info)
 
     def done_indices(self) -> set[int]:
         """Indices of the tiles marked done."""
@@ -158,36 +184,145 @@ class RunStore:
         done = self.done_indices()
         return {int(k): v for k, v in dict(self.info.get("failed", {})).items() if int(k) not in done}
 
-    def finalize(self, plan: TilePlan) -> None:
+    def _fs(self) -> tuple[Any, str]:
+        return fs_path(self.url, self._storage_options)
+
+    def _check_plan(self, plan: TilePlan) -> None:
+        if plan != self.plan:
+            raise ResumeMismatchError(f"{redact(self.url)} was made for the tile plan {self.plan.to_dict()}, "
+                                      f"not {plan.to_dict()}")
+
+    def _expected_slots(self, plan: TilePlan, info: dict) -> list[Tile]:
+        """Done tiles whose stage-A slot must exist: all of them, or, once the slots were removed, those a pending
+        repair recomputed for the cores it re-blends."""
+        done = self.done()
+        tiles = [t for t in plan.tiles if done[t.row, t.col]]
+        if info.get("tiles_removed"):
+            needed = overlapping(plan, info.get("reblend", []))
+            tiles = [t for t in tiles if t.index in needed]
+        return tiles
+
+    def verify(self, plan: TilePlan | None = None, decode: bool = True) -> Integrity:
+        """Check that every done tile's stage-A slot (where slots are kept) and, once the product was written, every
+        ``fused`` core chunk exists and (``decode``) decodes. Reads each checked chunk once; writes nothing."""
+        plan = plan or self.plan
+        self._check_plan(plan)
+        info = self.info
+        fs, root = self._fs()
+        slots = check_chunks(fs, root, self.run["tiles"], self._expected_slots(plan, info),
+                             lambda t: (0, t.row, t.col), decode)
+        cores: dict[int, str] = {}
+        if info["status"] == COMPLETE or info.get("reblend") is not None:
+            pending = set(info.get("reblend") or ())
+            cores = check_chunks(fs, root, self.group["fused"], [t for t in plan.tiles if t.index not in pending],
+                                 lambda t: (0, t.row, t.col), decode)
+        details = [f"tile {k} (stage-A slot {msg})" for k, msg in sorted(slots.items())]
+        details += [f"tile {k} (fused core {msg})" for k, msg in sorted(cores.items())]
+        return Integrity(redact(self.url), tuple(sorted(slots)), tuple(sorted(cores)), tuple(details))
+
+    def prepare_repair(self, plan: TilePlan, integrity: Integrity) -> list[int]:
+        """Reopen a damaged store for `trapan resume`: returns the tiles to recompute (their done flags cleared).
+
+        A damaged slot is recomputed. A damaged core is re-blended at the next `finalize`; when the stage-A slots
+        were removed, the tiles whose windows overlap it are recomputed first (tile seeds are deterministic, so the
+        repaired core is byte-identical). The status goes back to "running" and the STAC item is removed until the
+        repair completes, so nothing looks finished while it is not.
+        """
+        self._check_plan(plan)
+        if integrity.ok:
+            return []
+        info = self.info
+        tiles = set(integrity.damaged_slots)
+        cores = set(integrity.damaged_cores)
+        if cores and info.get("tiles_removed"):
+            tiles |= overlapping(plan, cores)
+        if cores or info.get("reblend") is not None:
+            info["reblend"] = sorted(cores | set(info.get("reblend") or ()))
+        self._remove_item()
+        info["status"] = RUNNING
+        self._set_info(info)
+        done = self._array("done")
+        for k in sorted(tiles):
+            t = plan.tiles[k]
+            done[t.row, t.col] = 0
+        logger.warning("%s; %d tile(s) to recompute, %d core(s) to re-blend", integrity.summary(), len(tiles),
+                       len(cores))
+        return sorted(tiles)
+
+    def finalize(self, plan: TilePlan, keep_tiles: bool = False) -> None:
         """Stage B: overlap-add the stage-A slots into ``fused`` lazily, cast to the output dtype, then mark complete.
 
         Integer output is rounded and clipped to the dtype; a valid pixel that would equal nodata moves one DN towards
         the inside of the range, so nodata marks only pixels that were NaN (nodata) in every contributing tile.
-        Runs on the current dask scheduler (a distributed Client when one is active); refuses while tiles are pending.
+        Every core is blended, or, once the slots were removed, only the cores a repair listed (``keep_tiles``, once
+        given, is remembered for later repairs). The slots read must
+        exist and decode (`CorruptStoreError` otherwise: resume recomputes them) and every ``fused`` chunk must exist
+        afterwards. Then the status becomes "complete", the stage-A chunks are deleted unless ``keep_tiles``, and the
+        metadata is consolidated. Runs on the current dask scheduler; refuses while tiles are pending.
         """
         import dask.array as da
 
         from ..tiling import blend
 
-        if plan != self.plan:
-            raise ResumeMismatchError(f"{redact(self.url)} was made for the tile plan {self.plan.to_dict()}, "
-                                      f"not {plan.to_dict()}")
+        self._check_plan(plan)
         done = self.done()
         if not done.all():
             pending = [tuple(map(int, rc)) for rc in np.argwhere(~done)[:5]]
             raise IncompleteRunError(f"{redact(self.url)}: {int((~done).sum())} of {done.size} tiles are not done (e.g. "
                              f"(row, col) {pending}); resume the run to finish them before blending")
         info = self.info
+        fs, root = self._fs()
+        damaged = check_chunks(fs, root, self.run["tiles"], self._expected_slots(plan, info),
+                               lambda t: (0, t.row, t.col), decode=False)  # one that does not decode fails the blend
+        if damaged:
+            raise CorruptStoreError(f"{redact(self.url)}: stage-A slots missing before blending (tiles "
+                                    f"{sorted(damaged)[:5]}); run `trapan resume` to recompute them")
+        cores = info.get("reblend", []) if info.get("tiles_removed") else [t.index for t in plan.tiles]
         out_dtype, nodata = np.dtype(info["dtype"]), info["nodata"]
-        blended = blend(da.from_zarr(self.group["tiles"]), plan)
+        blended = blend(da.from_zarr(self.run["tiles"]), plan)
         fused = blended.map_blocks(to_output_dtype, dtype=out_dtype, out_dtype=out_dtype, nodata=nodata)
-        target = self.group["fused"]
+        target = self.group["fused"].with_config({"write_empty_chunks": True})
         aligned = all(all(c == z for c in axis[:-1]) and axis[-1] <= z for axis, z in zip(fused.chunks, target.chunks))
         if not aligned:  # region writes must be chunk-aligned, or concurrent writers could lose data
             raise CorruptStoreError(f"{redact(self.url)}: fused chunks {target.chunks} do not match the tile plan")
-        da.store(fused, target, lock=False)
-        self.group.attrs[ATTR] = {**info, "status": COMPLETE}
+        if cores:
+            blocks = [plan.tiles[k] for k in cores]
+            regions = [(slice(None), *t.core_slices) for t in blocks]
+            da.store([fused.blocks[0, t.row, t.col] for t in blocks], [target] * len(blocks), regions=regions,
+                     lock=False)
+        missing = check_chunks(fs, root, self.group["fused"], plan.tiles, lambda t: (0, t.row, t.col), decode=False)
+        if missing:
+            raise CorruptStoreError(f"{redact(self.url)}: fused chunks missing after blending (tiles "
+                                    f"{sorted(missing)[:5]}); run `trapan resume` to repair them")
+        info = {k: v for k, v in info.items() if k != "reblend"}
+        info["status"] = COMPLETE
+        info["keep_tiles"] = keep = bool(keep_tiles or info.get("keep_tiles"))  # a resume keeps the first choice
+        if not keep:
+            info["tiles_removed"] = True  # recorded first: a crash while deleting leaves no store that expects them
+            self.group.attrs[ATTR] = info
+            self._remove_slots(fs, root)
+        info["consolidated"] = True
+        self._set_info(info)
         logger.info("finalized %s", redact(self.url))
+
+    def _remove_slots(self, fs: Any, root: str) -> None:
+        """Delete the stage-A chunk objects (the array's metadata stays, so a repair can write slots again)."""
+        prefix = f"{root.rstrip('/')}/{self.run['tiles'].path}"
+        chunks = [n for n in fs.find(prefix) if n.rsplit("/", 1)[-1] not in ZARR_METADATA]
+        if chunks:
+            fs.rm(chunks)
+        logger.info("removed %d stage-A chunk(s) of %s", len(chunks), redact(self.url))
+
+    @property
+    def item_url(self) -> str:
+        """Where the product's STAC item is (inside the store)."""
+        return f"{self.url.rstrip('/')}/{ITEM_NAME}"
+
+    def _remove_item(self) -> None:
+        fs, root = self._fs()
+        path = f"{root.rstrip('/')}/{ITEM_NAME}"
+        if fs.exists(path):
+            fs.rm(path)
 
 
 def to_output_dtype(values: np.ndarray, out_dtype: np.dtype, nodata: float | None) -> np.ndarray:
@@ -228,16 +363,21 @@ def open_store(url: str, storage_options: dict | None = None) -> RunStore:
         raise ResumeMismatchError(f"{shown} is not a readable Zarr group ({type(exc).__name__}); "
                                   "not a trapan_cloud store") from None
     info = group.attrs.get(ATTR)
-    if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
-        raise ResumeMismatchError(f"{shown} is not a trapan_cloud store (format {FORMAT_VERSION}): its root attributes "
-                                  f"lack '{ATTR}'; choose another output or pass overwrite")
+    if not isinstance(info, dict) or "format_version" not in info:
+        raise ResumeMismatchError(f"{shown} is not a trapan_cloud store: its root attributes lack '{ATTR}'; choose "
+                                  "another output or pass overwrite")
+    if info["format_version"] != FORMAT_VERSION:
+        raise ResumeMismatchError(f"{shown} is a trapan_cloud store of layout format {info['format_version']}, and "
+                                  f"this version reads format {FORMAT_VERSION} only; finish it with the version that "
+                                  "made it, or start it again with overwrite")
     store._group = group
     try:
         plan = store.plan
         s, B = plan.slot_px, len(info["bands"])
         expected = {"tiles": (B, plan.n_rows * s, plan.n_cols * s), "done": (plan.n_rows, plan.n_cols),
                     "fused": (B, *plan.shape), **{q: (plan.n_rows, plan.n_cols) for q in info["qa_fields"]}}
-        found = {name: tuple(group[name].shape) for name in expected if name in group}
+        where = {name: name if name == "fused" else f"{RUN_GROUP}/{name}" for name in expected}
+        found = {name: tuple(group[where[name]].shape) for name in expected if where[name] in group}
     except (KeyError, TypeError, InputError) as exc:
         raise CorruptStoreError(f"{shown}: corrupt trapan_cloud store ({exc})") from None
     wrong = sorted(k for k in expected if found.get(k) != expected[k])
@@ -248,11 +388,13 @@ def open_store(url: str, storage_options: dict | None = None) -> RunStore:
 
 
 def open_result(url: str, storage_options: dict | None = None) -> Any:
-    """Open a finished run as an ``xarray.Dataset``: ``fused`` (band, y, x) DN plus the per-tile QA layer.
+    """Open a finished run as an ``xarray.Dataset``: ``fused`` (band, y, x) DN plus the per-tile QA layer and the
+    ``done`` flags (uint8) from ``run/``.
 
     The dataset is lazy (dask) and georeferenced: ``ds.rio.crs`` and ``ds.rio.transform()`` give the PAN grid;
-    ``ds.fused.rio.nodata`` the nodata value. A store whose status is not "complete" is refused, so a partial run
-    never looks finished.
+    ``ds.fused.rio.nodata`` the nodata value; ``ds["fused"].rio.to_raster(path)`` writes a GeoTIFF. A store whose
+    status is not "complete" is refused, and so is one with a missing ``fused`` chunk (`CorruptStoreError` naming
+    the tile; `trapan resume` repairs it), so a partial or damaged run never reads as nodata.
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor the result is read with)
     import xarray as xr
@@ -262,8 +404,18 @@ def open_result(url: str, storage_options: dict | None = None) -> Any:
         done = store.done()
         raise IncompleteRunError(f"{redact(url)}: the run is {store.status!r} ({int(done.sum())} of {done.size} tiles done), "
                          "not 'complete'; resume it (trapan resume) to finish it")
-    ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, drop_variables=["tiles", "prior"],
-                      storage_options=storage_options or None)
+    plan = store.plan
+    fs, root = store._fs()
+    missing = check_chunks(fs, root, store.group["fused"], plan.tiles, lambda t: (0, t.row, t.col), decode=False)
+    if missing:
+        first = min(missing)
+        raise CorruptStoreError(f"{redact(url)}: {len(missing)} fused chunk(s) missing, e.g. tile {first} (core "
+                                f"{plan.tiles[first].core}, {missing[first]}); run `trapan resume` to repair it")
+    options = storage_options or None
+    ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, storage_options=options)
+    state = xr.open_zarr(url, group=RUN_GROUP, consolidated=False, mask_and_scale=False,
+                         drop_variables=["tiles", "prior"], storage_options=options)
+    ds = ds.merge(state[["done", *store.qa_fields]])
     ds = ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
     nodata = store.nodata
     ds["fused"].attrs.pop("_FillValue", None)

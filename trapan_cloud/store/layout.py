@@ -1,22 +1,36 @@
 """The store's layout: what a new run store holds (the template) and the checks made before it is written.
 
-One store holds one run:
+One store holds one run. The root group is the product, laid out so that GDAL (``ZARR:"out.zarr":/fused``),
+xarray/rioxarray and zarr-python read it as a plain georeferenced raster; the run state sits in the sub-group
+``run/``, out of the product's way:
 
-``tiles`` (band, slot_y, slot_x) float32
+``fused`` (band, y, x) in the output dtype
+    Stage B: the overlap-add of the stage-A slots, one chunk per tile core; Zarr ``fill_value`` = nodata. It is
+    georeferenced through the ``spatial_ref`` coordinate (CF ``crs_wkt`` + GDAL ``spatial_ref``/``GeoTransform``, the
+    exact PAN transform) and pixel-centre ``x``/``y`` coordinates (GDAL derives its geotransform from those).
+``band`` (band) fixed-width unicode
+    The MS band names (GDAL shows them as the ``DIM_band_VALUE`` band metadata item).
+``run/tiles`` (band, slot_y, slot_x) float32
     Stage A: one chunk (slot) per tile holding ``blend_weights(tile) × prediction`` over its ext window
-    (`trapan_cloud.tiling`); NaN where never written.
-``done`` (tile_row, tile_col) uint8
+    (`trapan_cloud.tiling`); NaN where never written. Its chunks are deleted once the run is complete unless
+    ``keep_tiles`` (the array's metadata stays, so a repair can write into it again).
+``run/done`` (tile_row, tile_col) uint8
     1 once a tile's data and QA are stored; one chunk per tile, written last, so a crash can only cause a recompute.
-QA layer: one (tile_row, tile_col) float64 array per `qa.TileQA` field
+``run/<qa field>``: one (tile_row, tile_col) float64 array per `qa.TileQA` field
     Per-tile quality values, one chunk per tile, NaN until written; each array's ``better`` attribute says whether
     "higher" or "lower" values are better, and its ``long_name`` what it measures.
-``fused`` (band, y, x) in the output dtype
-    Stage B: the overlap-add of the stage-A slots, one chunk per tile core, georeferenced through the ``spatial_ref``
-    coordinate (CF ``crs_wkt`` + GDAL ``spatial_ref``/``GeoTransform``) and pixel-centre ``x``/``y`` coordinates.
+``run/prior`` (prior_byte) uint8
+    The Stage-1 prior's safetensors bytes (runs that fit one).
+``item.json``
+    The STAC item of the finished product (`store.product`), written at completion and removed when a repair
+    reopens the store.
 
 The root attribute ``trapan_cloud`` holds the run manifest, the tile plan and the ``status`` ("running", then
 "complete" once ``fused`` is written). Every write after the template touches whole chunks that belong to one tile,
-so concurrent writers never share an object. Metadata is not consolidated, so a status change is seen at once.
+so concurrent writers never share an object; chunks equal to the fill value are written too, so a missing chunk is
+always damage, never "empty". Metadata is consolidated (``.zmetadata`` for v2, inside ``zarr.json`` for v3) only
+when the run completes, and again whenever the status changes after that; the project itself always reads the live
+attributes, so a status change is seen at once.
 
 Locations are local paths or fsspec URLs (``s3://bucket/key.zarr``). Credentials come from the environment or from
 ``storage_options`` and are never written to the store, logged, or put in an error message (`redaction.redact`).
@@ -24,6 +38,7 @@ Locations are local paths or fsspec URLs (``s3://bucket/key.zarr``). Credentials
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import math
@@ -44,8 +59,13 @@ logger = logging.getLogger(__name__)
 
 ATTR = "trapan_cloud"
 """Root attribute that marks a trapan_cloud store and holds its run description."""
-FORMAT_VERSION = 1
-"""Layout version of the store; bump when arrays or attributes change meaning."""
+FORMAT_VERSION = 2
+"""Layout version of the store; bump when arrays or attributes change meaning (2: run state moved to ``run/``,
+stage-A tiles removed at completion, STAC item inside the store)."""
+RUN_GROUP = "run"
+"""Sub-group holding the run state (stage-A tiles, done flags, QA, prior)."""
+ITEM_NAME = "item.json"
+"""File name of the product's STAC item inside the store."""
 RUNNING, COMPLETE = "running", "complete"
 OWN_NAMES = frozenset({"fused", "tiles", "done", "band", "x", "y", "spatial_ref", "prior"})
 """Variable names of the store itself, which a QA field may not take."""
@@ -83,6 +103,8 @@ def exists_error(url: str) -> StoreExistsError:
 
 ZARR_METADATA = frozenset({"zarr.json", ".zattrs", ".zgroup", ".zmetadata", ".zarray"})
 """Metadata object names of a Zarr group or array (v3 and v2)."""
+OWN_FILES = ZARR_METADATA | {ITEM_NAME}
+"""Plain objects a store of ours may hold at its root besides its arrays and groups."""
 
 
 def _root_attrs(fs: Any, path: str) -> dict | None:
@@ -120,7 +142,7 @@ def foreign_reason(url: str, storage_options: dict | None = None) -> str | None:
     strangers = []
     for entry in fs.ls(path, detail=True):
         name = str(entry["name"]).rstrip("/").rsplit("/", 1)[-1]
-        if name in ZARR_METADATA:
+        if name in OWN_FILES and entry.get("type") != "directory":
             continue
         node = f"{path.rstrip('/')}/{name}"
         if entry.get("type") != "directory" or not any(fs.exists(f"{node}/{m}") for m in ("zarr.json", ".zarray",
@@ -199,9 +221,29 @@ def _crs(crs: Any) -> Any:
         raise InputError(f"crs: expected a CRS (EPSG code, WKT, PROJ string), found {crs!r} ({exc})") from None
 
 
+def compressor(zarr_format: int, bitshuffle: bool) -> Any:
+    """Blosc/zstd for every array: the one compressor both zarr-python and the GDAL in rasterio's wheels decode."""
+    if zarr_format == 2:
+        import numcodecs
+
+        return numcodecs.Blosc(cname="zstd", clevel=5,
+                               shuffle=numcodecs.Blosc.BITSHUFFLE if bitshuffle else numcodecs.Blosc.SHUFFLE)
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle" if bitshuffle else "shuffle")
+
+
+def _band_names(bands: list[str], zarr_format: int) -> np.ndarray:
+    """Band names as fixed-width unicode in v2 (GDAL reads it; object strings it does not), as variable-length
+    strings in v3 (fixed-width unicode has no v3 specification)."""
+    return np.array(bands, dtype=str if zarr_format == 2 else object)
+
+
 def _template(plan: TilePlan, bands: list[str], crs_obj: Any, coeffs: tuple[float, ...], out_dtype: np.dtype,
-              nodata: float | None, qa: type[TileQA], info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The lazy template Dataset of a new store and its Zarr encoding."""
+              nodata: float | None, qa: type[TileQA], info: dict[str, Any],
+              zarr_format: int) -> tuple[Any, dict[str, Any], Any, dict[str, Any]]:
+    """The lazy template Datasets of a new store (the product at the root, the run state in ``run/``) and their
+    Zarr encodings."""
     import dask.array as da
     import xarray as xr
 
@@ -210,40 +252,43 @@ def _template(plan: TilePlan, bands: list[str], crs_obj: Any, coeffs: tuple[floa
     a, _, c, _, e, f = coeffs
     grid_mapping = {**crs_obj.to_cf(), "spatial_ref": crs_obj.to_wkt(),
                     "GeoTransform": f"{c!r} {a!r} 0.0 {f!r} 0.0 {e!r}"}
-    tile_dims, per_tile = ("tile_row", "tile_col"), (plan.n_rows, plan.n_cols)
-    data_vars = {
-        "fused": (("band", "y", "x"), da.zeros((B, H, W), dtype=out_dtype, chunks=(B, plan.tile_px, plan.tile_px)),
-                  {"grid_mapping": "spatial_ref", "long_name": "pansharpened digital numbers",
-                   "units": "DN" if out_dtype.kind in "ui" else "1"}),
-        "tiles": (("band", "slot_y", "slot_x"),
-                  da.zeros((B, plan.n_rows * s, plan.n_cols * s), dtype=np.float32, chunks=(B, s, s)),
-                  {"long_name": "stage A: blending weight x prediction per tile slot"}),
-        "done": (tile_dims, da.zeros(per_tile, dtype=np.uint8, chunks=1),
-                 {"long_name": "1 when the tile's data and QA are stored"}),
-    }
-    for spec in qa_specs(qa):
-        data_vars[spec.name] = (tile_dims, da.zeros(per_tile, dtype=np.float64, chunks=1),
-                                {"long_name": spec.description, "better": "higher" if spec.higher_is_better else
-                                 "lower"})
     x_attrs, y_attrs = ({"standard_name": f"projection_{ax}_coordinate", "axis": ax.upper()} for ax in "xy")
     if crs_obj.is_geographic:
         x_attrs, y_attrs = {"standard_name": "longitude", "units": "degrees_east"}, \
             {"standard_name": "latitude", "units": "degrees_north"}
-    ds = xr.Dataset(data_vars, coords={"band": ("band", np.array(bands, dtype=object)),
-                                       "y": ("y", pixel_centres(f, e, H), y_attrs),
-                                       "x": ("x", pixel_centres(c, a, W), x_attrs),
-                                       "spatial_ref": ((), np.int64(0), grid_mapping)}, attrs={ATTR: info})
-    encoding = {
-        "fused": {"chunks": (B, plan.tile_px, plan.tile_px), "_FillValue": nodata},
-        "tiles": {"chunks": (B, s, s), "_FillValue": np.float32(np.nan)},
-        "done": {"chunks": (1, 1), "_FillValue": np.uint8(0)},
+    fused = da.zeros((B, H, W), dtype=out_dtype, chunks=(B, plan.tile_px, plan.tile_px))
+    product = xr.Dataset(
+        {"fused": (("band", "y", "x"), fused, {"grid_mapping": "spatial_ref", "long_name": "pansharpened digital "
+                                               "numbers", "units": "DN" if out_dtype.kind in "ui" else "1"})},
+        coords={"band": ("band", _band_names(bands, zarr_format)), "y": ("y", pixel_centres(f, e, H), y_attrs),
+                "x": ("x", pixel_centres(c, a, W), x_attrs), "spatial_ref": ((), np.int64(0), grid_mapping)},
+        attrs={ATTR: info})
+    product_encoding = {"fused": {"chunks": (B, plan.tile_px, plan.tile_px), "_FillValue": nodata,
+                                  "compressors": [compressor(zarr_format, bitshuffle=True)]}}
+    tile_dims, per_tile = ("tile_row", "tile_col"), (plan.n_rows, plan.n_cols)
+    state = {
+        "tiles": (("band", "slot_y", "slot_x"),
+                  da.zeros((B, plan.n_rows * s, plan.n_cols * s), dtype=np.float32, chunks=(B, s, s)),
+                  {"long_name": "stage A: blending weight x prediction per tile slot"}),
+        "done": (tile_dims, da.zeros(per_tile, dtype=np.uint8, chunks=1),
+                 {"long_name": "1 when the tile's data and QA are stored", "flag_values": [0, 1],
+                  "flag_meanings": "pending done"}),
+    }
+    for spec in qa_specs(qa):
+        state[spec.name] = (tile_dims, da.zeros(per_tile, dtype=np.float64, chunks=1),
+                            {"long_name": spec.description, "better": "higher" if spec.higher_is_better else "lower"})
+    run = xr.Dataset(state, coords={"band": ("band", _band_names(bands, zarr_format))})
+    run_encoding = {
+        "tiles": {"chunks": (B, s, s), "_FillValue": np.float32(np.nan),
+                  "compressors": [compressor(zarr_format, bitshuffle=False)]},
+        "done": {"chunks": (1, 1), "_FillValue": None},  # a plain uint8 flag: xarray must not mask 0 as missing
         **{spec.name: {"chunks": (1, 1), "_FillValue": np.nan} for spec in qa_specs(qa)},
     }
-    return ds, encoding
+    return product, product_encoding, run, run_encoding
 
 
 def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...], crs: Any, transform: Any,
-                 manifest: dict, dtype: str = "uint16", nodata: float | None = 0, zarr_format: int = 3,
+                 manifest: dict, dtype: str = "uint16", nodata: float | None = 0, zarr_format: int = 2,
                  storage_options: dict | None = None, overwrite: bool = False,
                  qa: type[TileQA] = TileQA) -> RunStore:
     """Write the template of a new run: metadata, coordinates and empty arrays, status "running".
@@ -251,7 +296,8 @@ def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...]
     ``plan`` is the run's tile plan (its PAN shape is the output grid); ``bands`` one name per MS band; ``crs`` and
     ``transform`` the PAN grid's CRS (anything pyproj takes) and north-up affine ``(a, b, c, d, e, f)``; ``manifest``
     the JSON-ready run settings (a `RunManifest.to_dict`), credential-free; ``dtype`` and ``nodata`` the output
-    type of ``fused`` and its nodata value (None for none); ``zarr_format`` 3 or 2; ``overwrite`` replaces an existing
+    type of ``fused`` and its nodata value (None for none); ``zarr_format`` 2 (default: GDAL 3.10 reads it) or 3
+    (xarray and zarr-python only); ``overwrite`` replaces an existing
     store (otherwise `StoreExistsError`); ``qa`` the `TileQA` class whose fields become the QA arrays.
     """
     from .io import open_store
@@ -271,10 +317,16 @@ def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...]
             raise exists_error(url)
         remove_store(url, storage_options)
     info = {"format_version": FORMAT_VERSION, "status": RUNNING, "manifest": manifest, "plan": plan.to_dict(),
-            "bands": bands, "dtype": out_dtype.name, "nodata": nodata, "qa_fields": names}
-    ds, encoding = _template(plan, bands, crs_obj, coeffs, out_dtype, nodata, qa, info)
-    ds.to_zarr(url, mode="w", compute=False, zarr_format=zarr_format, consolidated=False, encoding=encoding,
-               storage_options=storage_options or None)
+            "bands": bands, "dtype": out_dtype.name, "nodata": nodata, "qa_fields": names,
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "tiles_removed": False}
+    product, product_enc, state, state_enc = _template(plan, bands, crs_obj, coeffs, out_dtype, nodata, qa, info,
+                                                       zarr_format)
+    options = storage_options or None
+    product.to_zarr(url, mode="w", compute=False, zarr_format=zarr_format, consolidated=False,
+                    encoding=product_enc, storage_options=options)
+    state.to_zarr(url, group=RUN_GROUP, mode="a", compute=False, zarr_format=zarr_format, consolidated=False,
+                  encoding=state_enc, storage_options=options)
     logger.info("created %s: %d x %d tiles, %d bands, zarr v%d", redact(url), plan.n_rows, plan.n_cols, len(bands),
                 zarr_format)
     return open_store(url, storage_options)
