@@ -2,8 +2,9 @@
 
 Zarr reads a missing chunk as its fill value, so a deleted ``fused`` chunk would come back as a block of nodata and a
 deleted stage-A slot as NaN. The store writes every chunk (even one equal to the fill value), so a chunk that the
-store's state says exists but that is absent, or that fails to decode, is damage. `check_chunks` finds it with one
-listing per array plus, when asked, one read per chunk.
+store's state says exists but that is absent, cut short (its size differs from the one its Blosc header declares), or
+that fails to decode, is damage. `check_chunks` finds it with one listing per array and one 16-byte read per chunk,
+plus, when asked, one full read per chunk.
 """
 
 from __future__ import annotations
@@ -53,34 +54,55 @@ def chunk_key(array: Any, coords: tuple[int, ...]) -> str:
     return f"{array.path}/{array.metadata.encode_chunk_key(coords)}"
 
 
-def stored_keys(fs: Any, root: str, array: Any) -> set[str]:
-    """Keys (relative to the store root) of the chunk objects of ``array`` that exist: one listing."""
-    prefix = f"{root.rstrip('/')}/{array.path}"
+def stored_sizes(fs: Any, root: str, array: Any) -> dict[str, int]:
+    """Sizes of the chunk objects of ``array`` that exist, by key relative to the store root: one listing."""
+    base = root.rstrip("/")
+    prefix = f"{base}/{array.path}"
     if not fs.exists(prefix):
-        return set()
-    names = fs.find(prefix)
-    cut = len(root.rstrip("/")) + 1
-    return {n[cut:] if n.startswith(root.rstrip("/")) else n for n in names
-            if n.rsplit("/", 1)[-1] not in ZARR_METADATA}
+        return {}
+    found = fs.find(prefix, detail=True)
+    return {name[len(base) + 1:] if name.startswith(base) else name: int(entry.get("size") or 0)
+            for name, entry in found.items() if name.rsplit("/", 1)[-1] not in ZARR_METADATA}
+
+
+def blosc_size(header: bytes) -> int | None:
+    """The compressed size a Blosc frame declares in its 16-byte header (bytes 12-16, little-endian), or None when
+    ``header`` is too short to be one. A chunk object shorter or longer than that was cut or garbled.
+
+    >>> blosc_size(bytes([2, 1, 0x11, 2]) + (100).to_bytes(4, "little") + (100).to_bytes(4, "little")
+    ...            + (57).to_bytes(4, "little"))
+    57
+    """
+    return int.from_bytes(header[12:16], "little") if len(header) >= 16 else None
 
 
 def check_chunks(fs: Any, root: str, array: Any, tiles: Iterable[Tile], coords_of: Any,
                  decode: bool) -> dict[int, str]:
     """``tile index → problem`` for the chunk of each tile of ``tiles`` in ``array`` (``coords_of(tile)`` gives its
-    chunk coordinates): "missing", or "does not decode (...)" when ``decode`` and reading it fails."""
-    have = stored_keys(fs, root, array)
+    chunk coordinates): "missing", "cut (...)" when its size differs from the one its Blosc header declares (one
+    16-byte read per chunk), or, with ``decode``, "does not decode (...)" when reading it fails."""
+    sizes = stored_sizes(fs, root, array)
     problems: dict[int, str] = {}
+    present: list[tuple[Tile, str, tuple[int, ...]]] = []
     for tile in tiles:
         coords = coords_of(tile)
         key = chunk_key(array, coords)
-        if key not in have:
+        if key not in sizes:
             problems[tile.index] = f"{key} missing"
-            continue
-        if decode:
+        else:
+            present.append((tile, key, coords))
+    base = root.rstrip("/")
+    paths = [f"{base}/{key}" for _, key, _ in present]
+    headers = fs.cat_ranges(paths, [0] * len(paths), [16] * len(paths)) if paths else []
+    for (tile, key, coords), header in zip(present, headers):
+        declared = blosc_size(header) if isinstance(header, bytes) else None
+        if declared != sizes[key]:
+            problems[tile.index] = f"{key} cut (holds {sizes[key]} bytes, its header declares {declared})"
+        elif decode:
             selection = tuple(slice(c * n, (c + 1) * n) for c, n in zip(coords, array.chunks))
             try:
                 array[selection]
-            except Exception as exc:  # noqa: BLE001 - codecs raise many types for a truncated or garbled chunk
+            except Exception as exc:  # noqa: BLE001 - codecs raise many types for a garbled chunk
                 problems[tile.index] = f"{key} does not decode ({type(exc).__name__})"
     return problems
 

@@ -409,7 +409,7 @@ def open_result(url: str, storage_options: dict | None = None) -> Any:
     missing = check_chunks(fs, root, store.group["fused"], plan.tiles, lambda t: (0, t.row, t.col), decode=False)
     if missing:
         first = min(missing)
-        raise CorruptStoreError(f"{redact(url)}: {len(missing)} fused chunk(s) missing, e.g. tile {first} (core "
+        raise CorruptStoreError(f"{redact(url)}: {len(missing)} fused chunk(s) missing or cut, e.g. tile {first} (core "
                                 f"{plan.tiles[first].core}, {missing[first]}); run `trapan resume` to repair it")
     options = storage_options or None
     ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, storage_options=options)
