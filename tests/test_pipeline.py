@@ -156,9 +156,9 @@ def test_trapan_bit_identical_on_1_and_2_workers(client, sample, tmp_path):
     assert r1.complete and r2.complete and r1.tiles_computed == r2.tiles_computed == 4
     assert r1.prior_hash == r2.prior_hash is not None
     a, b = zarr.open_group(str(tmp_path / "one.zarr"), mode="r"), zarr.open_group(str(tmp_path / "two.zarr"), mode="r")
-    for name in ("fused", "tiles", "done", "hqnr", "steps"):
+    for name in ("fused", "run/tiles", "run/done", "run/hqnr", "run/steps"):
         np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=name)
-    assert np.isfinite(a["hqnr"][...]).all() and (a["steps"][...] == cfg.rao_steps).all()
+    assert np.isfinite(a["run/hqnr"][...]).all() and (a["run/steps"][...] == cfg.rao_steps).all()
     assert open_store(str(tmp_path / "one.zarr")).manifest["prior_hash"] == r1.prior_hash
     assert open_store(str(tmp_path / "one.zarr")).load_prior() is not None  # kept for resume
     ds = open_result(str(tmp_path / "one.zarr"))  # a store with a prior opens as a plain georeferenced dataset

@@ -198,3 +198,35 @@ def test_lost_stage_a_slot_of_a_done_tile_is_recomputed(stores, client, tmp_path
     assert again.complete and again.tiles_computed == 1
     assert open(slot, "rb").read() == before
     assert fused_chunks(url) == fused_chunks(stores["base"])
+
+
+def test_item_validates_offline_against_core_eo_raster_and_projection_schemas(stores):
+    """Core Item v1.1.0 from pystac's bundled schemas, the extensions from tests/data/stac-schemas (README there):
+    no network."""
+    from pathlib import Path
+
+    import jsonschema
+    import pystac
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    bundled = Path(pystac.__file__).parent / "validation" / "jsonschemas"
+    core_dir = "https://schemas.stacspec.org/v1.1.0/item-spec/json-schema/"
+    resources = {core_dir + p.name: p for p in (bundled / "stac-spec" / "v1.1.0").glob("*.json")}
+    resources.update({f"https://geojson.org/schema/{p.name}": p for p in (bundled / "geojson").glob("*.json")})
+    extensions = {f"https://stac-extensions.github.io/{name}/schema.json": Path(__file__).parent / "data" /
+                  "stac-schemas" / f"{name.replace('/', '-')}.json"
+                  for name in ("eo/v1.1.0", "raster/v1.1.0", "projection/v2.0.0")}
+    resources.update(extensions)
+    registry = Registry().with_resources(
+        (uri, Resource.from_contents(json.loads(path.read_text()), default_specification=DRAFT7))
+        for uri, path in resources.items())
+    item = json.load(open(os.path.join(stores["base"], "item.json")))
+    assert sorted(item["stac_extensions"]) == sorted(extensions)
+    for uri in [core_dir + "item.json", *item["stac_extensions"]]:
+        schema = registry.contents(uri)
+        jsonschema.Draft7Validator(schema, registry=registry).validate(item)
+    broken = {**item, "assets": {**item["assets"], "blue": {**item["assets"]["blue"], "raster:bands": [{"nodata": []}]}}}
+    with pytest.raises(jsonschema.ValidationError):  # the validator does check the extension fields
+        raster = registry.contents("https://stac-extensions.github.io/raster/v1.1.0/schema.json")
+        jsonschema.Draft7Validator(raster, registry=registry).validate(broken)

@@ -61,7 +61,7 @@ def test_run_reads_cogs_from_s3_writes_and_resumes_a_store_on_s3(s3_env, tmp_pat
 
         # simulate a crash that lost the done flags of two tiles, then resume from the store alone
         store = open_store(out, options)
-        flags = store.group["done"]
+        flags = store.run["done"]
         flags[0, 1] = 0
         flags[2, 2] = 0
         info = dict(store.group.attrs["trapan_cloud"])

@@ -367,19 +367,23 @@ def write_catalog(out_prefix: str, stores: list[str], storage_options: dict | No
         return None
     path = f"{str(out_prefix).rstrip('/')}/catalog.json"
     fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    if fs.exists(fpath):
-        try:
-            theirs = json.loads(fs.cat_file(fpath)).get("id") != CATALOG_ID
-        except (ValueError, AttributeError):
-            theirs = True
-        if theirs:
-            log.warning("batch: %s is not a catalog trapan_cloud wrote; not replaced, no catalog written", redact(path))
-            return None
     catalog = pystac.Catalog(CATALOG_ID, "Pansharpened products of a trapan_cloud batch")
     for url in stores:
         href = open_store(url, storage_options).item_url
         rel = href[len(str(out_prefix).rstrip("/")) + 1:]
         catalog.add_link(pystac.Link(pystac.RelType.ITEM, f"./{rel}", media_type=pystac.MediaType.GEOJSON))
+    text = json.dumps(catalog.to_dict(include_self_link=False), indent=1)
+    if fs.exists(fpath):
+        old = fs.cat_file(fpath).decode("utf-8", "replace")
+        try:
+            theirs = json.loads(old).get("id") != CATALOG_ID
+        except (ValueError, AttributeError):
+            theirs = True
+        if theirs:
+            log.warning("batch: %s is not a catalog trapan_cloud wrote; not replaced, no catalog written", redact(path))
+            return None
+        if old == text:  # a re-run that changed nothing touches nothing
+            return redact(path)
     with fs.open(fpath, "w") as f:
-        json.dump(catalog.to_dict(include_self_link=False), f, indent=1)
+        f.write(text)
     return redact(path)
