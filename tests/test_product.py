@@ -32,10 +32,14 @@ def sample():
 
 
 @pytest.fixture(scope="module")
-def stores(sample, client, tmp_path_factory) -> dict[str, str]:
+def item(sample, tmp_path_factory) -> str:
+    return write_sample_item(sample, str(tmp_path_factory.mktemp("inputs")))
+
+
+@pytest.fixture(scope="module")
+def stores(item, client, tmp_path_factory) -> dict[str, str]:
     """One run with the default settings (stage-A tiles removed) and one with ``keep_tiles``."""
     root = tmp_path_factory.mktemp("product")
-    item = write_sample_item(sample, str(root / "inputs"))
     out = {}
     for name, keep in (("base", False), ("kept", True)):
         opts = RunOptions(tile_px=TILE, halo_px=HALO, method="mtf-glp-fs", keep_tiles=keep)
@@ -226,7 +230,26 @@ def test_item_validates_offline_against_core_eo_raster_and_projection_schemas(st
     for uri in [core_dir + "item.json", *item["stac_extensions"]]:
         schema = registry.contents(uri)
         jsonschema.Draft7Validator(schema, registry=registry).validate(item)
-    broken = {**item, "assets": {**item["assets"], "blue": {**item["assets"]["blue"], "raster:bands": [{"nodata": []}]}}}
+    broken = {**item, "assets": {**item["assets"],
+                                 "blue": {**item["assets"]["blue"], "raster:bands": [{"nodata": []}]}}}
     with pytest.raises(jsonschema.ValidationError):  # the validator does check the extension fields
         raster = registry.contents("https://stac-extensions.github.io/raster/v1.1.0/schema.json")
         jsonschema.Draft7Validator(raster, registry=registry).validate(broken)
+
+
+def test_cli_run_reports_the_item_with_its_cog_asset_and_keeps_tiles(item, client, tmp_path, monkeypatch):
+    import trapan_cloud.cluster as cluster
+
+    monkeypatch.setattr(cluster, "get_client", lambda *args, **kwargs: (client, False))  # the module's cluster
+    out, cog = tmp_path / "cli.zarr", tmp_path / "cli.tif"
+    result = CliRunner().invoke(main, ["run", "--stac", item, "--out", str(out), "--method", "mtf-glp-fs", "--tile",
+                                       str(TILE), "--overlap", str(HALO), "--keep-tiles", "--cog", str(cog),
+                                       "--json", "-"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["item"] == str(out / "item.json")
+    described = json.load(open(payload["item"]))
+    assert described["assets"]["cog"]["href"] == "../cli.tif"  # relative to the item
+    with rasterio.open(cog) as src:
+        np.testing.assert_array_equal(src.read(), open_result(str(out))["fused"].values)
+    assert [n for n in os.listdir(out / "run" / "tiles") if not n.startswith(".")]  # --keep-tiles

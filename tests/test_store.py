@@ -257,3 +257,28 @@ def test_a_qa_field_added_to_tileqa_reaches_the_store_and_status(tmp_path, plan,
     assert info["d_s_max"] == pytest.approx(0.1 * last) and info["d_s_worst_tile"] == last  # lower is better
     assert "hqnr_mean" not in info  # never measured: NaN everywhere
     assert open_store(url).run["sharpness"].attrs["long_name"] == "edge energy of the fused tile"
+
+
+def test_older_store_format_is_refused_with_its_version(tmp_path, plan):
+    url = str(tmp_path / "old.zarr")
+    store = create_store(url, plan=plan, bands=BANDS, crs=CRS, transform=TRANSFORM, manifest=MANIFEST)
+    store.group.attrs["trapan_cloud"] = {**store.info, "format_version": 1}
+    with pytest.raises(ResumeMismatchError, match="layout format 1, and this version reads format 2 only"):
+        open_store(url)
+
+
+def test_consolidated_snapshot_follows_every_status_change(tmp_path, plan, image):
+    """No snapshot while running; `complete` in it at the end; `running` again as soon as a repair reopens it."""
+    url = str(tmp_path / "out.zarr")
+    store = create_store(url, plan=plan, bands=BANDS, crs=CRS, transform=TRANSFORM, manifest=MANIFEST)
+    snapshot = tmp_path / "out.zarr" / ".zmetadata"
+    assert not snapshot.exists()
+    fill(store, plan, image)
+    store.finalize(plan)
+    status = lambda: json.loads(snapshot.read_text())["metadata"][".zattrs"]["trapan_cloud"]["status"]  # noqa: E731
+    assert status() == "complete"
+    os.remove(tmp_path / "out.zarr" / "fused" / "0.1.1")
+    integrity = store.verify(plan)
+    assert integrity.damaged_cores == (4,) and not integrity.ok
+    assert store.prepare_repair(plan, integrity) == [0, 1, 2, 3, 4, 5, 6, 7, 8]  # the 3 x 3 around the centre
+    assert status() == "running"

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import click
 
 from . import __version__
-from .errors import IncompleteRunError, TrapanError
+from .errors import CorruptStoreError, IncompleteRunError, TrapanError
 from .registry import names
 
 log = logging.getLogger("trapan_cloud")
@@ -162,14 +162,6 @@ def _check_json_dest(json_out: str | None) -> None:
     check_json_target(json_out)
 
 
-def _item(out: str) -> str:
-    """Where the STAC item of the finished store ``out`` is (credentials removed)."""
-    from .redaction import redact
-    from .store import open_store
-
-    return redact(open_store(out).item_url)
-
-
 def _emit(payload: dict, json_out: str | None, text: str) -> None:
     """``text`` on stdout, or the JSON alone with ``--json -``; the JSON also to the ``--json`` file."""
     if json_out == "-":
@@ -226,13 +218,11 @@ def main(verbose: int, quiet: int) -> None:
               help="trapan, or a classical method run tile by tile, for comparison runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each tile's seed derives from it.")
 @click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True)
-@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True,
-              help="2 opens in GDAL/QGIS as well as xarray; 3 in xarray and zarr-python only.")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
 @overwrite_opt
 @click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
-@click.option("--keep-tiles", is_flag=True, help="Keep the stage-A tiles in the store after completion (default: "
-                                                 "deleted, so the store is little larger than its product).")
+@click.option("--keep-tiles", is_flag=True, help="Keep the stage-A tiles in the store (default: deleted at the end).")
 @json_opt
 @_friendly
 def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str, scheduler: str | None,
@@ -261,17 +251,9 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
 
     with client_for(scheduler, gpu=gpu) as client:
         result = runner.run(scene, out, client=client, progress=_TileProgress(), options=opts)
-    payload, text = result.to_dict(), result.summary()
-    if result.complete and cog_path:
-        from .store import export_cog, write_item
-
-        payload["cog"] = export_cog(out, cog_path, overwrite=overwrite)
-        text += f"\nCOG: {payload['cog']}"
-        write_item(out, cog=payload["cog"])  # the item gains the COG asset
-    if result.complete:
-        payload["item"] = _item(out)
-        text += f"\nSTAC item: {payload['item']}"
-    _emit(payload, json_out, text)
+    from .store import publish
+    extra = publish(out, cog_path, overwrite) if result.complete else {}  # the COG, and the item that lists it
+    _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
 
@@ -296,25 +278,21 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
 
         with client_for(scheduler, gpu=gpu) as client:
             result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
-    payload, text = result.to_dict(), result.summary()
-    if result.complete:
-        payload["item"] = _item(out)
-        text += f"\nSTAC item: {payload['item']}"
-    _emit(payload, json_out, text)
+    from .store import publish
+    extra = publish(out) if result.complete else {}
+    _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
 
 
 @main.command()
 @store_arg
-@click.option("--verify", is_flag=True, help="Also check that every done tile's chunks exist and decode (reads "
-                                             "them once); damage exits non-zero, `trapan resume` repairs it.")
+@click.option("--verify", is_flag=True, help="Also check that every done tile's chunks exist and decode.")
 @json_opt
 @_friendly
 def status(out: str | None, out_opt: str | None, verify: bool, json_out: str | None) -> None:
     """Tiles done / pending / failed and the per-tile QA summary (mean, worst value and tile) of a store; never loads
     torch."""
-    from .errors import CorruptStoreError
     from .store import store_status
 
     out = _store(out, out_opt)
@@ -322,8 +300,7 @@ def status(out: str | None, out_opt: str | None, verify: bool, json_out: str | N
     info = store_status(out, verify=verify)
     _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
     if verify and not info["integrity"]["ok"]:
-        raise _Failure(CorruptStoreError(f"{out}: {len(info['integrity']['details'])} damaged chunk(s), e.g. "
-                                         f"{info['integrity']['details'][0]}; run `trapan resume {out}` to repair"))
+        raise _Failure(CorruptStoreError(info["integrity"]["summary"]))
 
 
 @main.command()

@@ -1,12 +1,10 @@
-"""The one STAC Item skeleton (plain dicts, no pystac): the sample items, the items of finished runs and the minimal
-items the odc/stackstac loaders read all come from `feature`."""
-
+"""The plain-dict STAC Item skeleton (no pystac): the sample items and the minimal items the odc/stackstac loaders
+read come from `feature`; the items of finished runs are built with pystac (`store.product`)."""
 from __future__ import annotations
 
 from typing import Any
 
 PROJ_V1 = "https://stac-extensions.github.io/projection/v1.1.0/schema.json"
-PROJ_V2 = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 RASTER_V1 = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 EO_V1 = "https://stac-extensions.github.io/eo/v1.1.0/schema.json"
 

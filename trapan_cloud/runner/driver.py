@@ -53,8 +53,8 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
     if opts.dry_run:
         return RunResult(out, n_total, 0, 0, 0, 0, seconds={"total": time.perf_counter() - t_start})
     stored = _existing_store(out, job.manifest, opts)
-    if stored is not None:  # missing or damaged chunks: clear those tiles' done flags (`RunStore.prepare_repair`)
-        stored.prepare_repair(job.plan, stored.verify(job.plan))
+    if stored is not None:  # missing or cut chunks (and, once complete, any that fail to decode) are redone
+        stored.prepare_repair(job.plan, stored.verify(job.plan, decode=stored.status == "complete"))
     if stored is not None and stored.info["status"] == "complete":  # a resume with nothing to do starts no cluster
         return RunResult(out, n_total, n_total, 0, 0, 0, seconds={"total": time.perf_counter() - t_start},
                          prior_hash=stored.manifest.get("prior_hash"), complete=True)
@@ -181,7 +181,7 @@ def _finalize(store: Any, job: Job, errors: dict[int, str], keep_tiles: bool = F
         log.warning("%d tile(s) failed; the store is not finalised: run `trapan resume %s` to retry them",
                     len(errors), redact(store.url))
         return False
-    if store.prepare_repair(job.plan, store.verify(job.plan)):  # a slot lost since its tile was done
+    if store.prepare_repair(job.plan, store.verify(job.plan, decode=False)):  # a slot lost since its tile was done
         log.warning("the store is not finalised: run `trapan resume %s` to recompute the damaged tiles",
                     redact(store.url))
         return False

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .io import open_result, open_store
+from .io import open_store
+from .result import open_result
 
 
 def export_cog(url: str, path: str, storage_options: dict | None = None, profile: str = "deflate",

@@ -38,7 +38,7 @@ class Integrity:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (``trapan status --verify``)."""
         return {"ok": self.ok, "damaged_slots": list(self.damaged_slots), "damaged_cores": list(self.damaged_cores),
-                "details": list(self.details)}
+                "details": list(self.details), "summary": self.summary()}
 
     def summary(self) -> str:
         """One line for logs and errors."""

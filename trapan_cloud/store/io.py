@@ -13,7 +13,8 @@ from ..errors import CorruptStoreError, IncompleteRunError, InputError, ResumeMi
 from ..redaction import redact
 from ..tiling import Tile, TilePlan
 from .integrity import Integrity, check_chunks, overlapping
-from .layout import ATTR, COMPLETE, FORMAT_VERSION, ITEM_NAME, RUN_GROUP, RUNNING, ZARR_METADATA, fs_path
+from .layout import (ATTR, COMPLETE, FORMAT_VERSION, ITEM_NAME, RUN_GROUP, RUNNING, ZARR_METADATA, fs_path,
+                     item_is_ours)
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class RunStore:
 
         import zarr
 
-        with warnings.catch_warnings():  # v3: consolidated metadata is zarr-python's extension, read by GDAL too
+        with warnings.catch_warnings(), item_is_ours():  # v3: consolidated metadata is zarr-python's extension
             warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
             zarr.consolidate_metadata(self.group.store, path=self.group.path or None)
 
@@ -385,40 +386,3 @@ def open_store(url: str, storage_options: dict | None = None) -> RunStore:
         raise CorruptStoreError(f"{shown}: corrupt trapan_cloud store, arrays missing or misshapen: "
                                   + ", ".join(f"{k} (expected {expected[k]}, found {found.get(k)})" for k in wrong))
     return store
-
-
-def open_result(url: str, storage_options: dict | None = None) -> Any:
-    """Open a finished run as an ``xarray.Dataset``: ``fused`` (band, y, x) DN plus the per-tile QA layer and the
-    ``done`` flags (uint8) from ``run/``.
-
-    The dataset is lazy (dask) and georeferenced: ``ds.rio.crs`` and ``ds.rio.transform()`` give the PAN grid;
-    ``ds.fused.rio.nodata`` the nodata value; ``ds["fused"].rio.to_raster(path)`` writes a GeoTIFF. A store whose
-    status is not "complete" is refused, and so is one with a missing ``fused`` chunk (`CorruptStoreError` naming
-    the tile; `trapan resume` repairs it), so a partial or damaged run never reads as nodata.
-    """
-    import rioxarray  # noqa: F401  (registers the .rio accessor the result is read with)
-    import xarray as xr
-
-    store = open_store(url, storage_options)
-    if store.status != COMPLETE:
-        done = store.done()
-        raise IncompleteRunError(f"{redact(url)}: the run is {store.status!r} ({int(done.sum())} of {done.size} tiles done), "
-                         "not 'complete'; resume it (trapan resume) to finish it")
-    plan = store.plan
-    fs, root = store._fs()
-    missing = check_chunks(fs, root, store.group["fused"], plan.tiles, lambda t: (0, t.row, t.col), decode=False)
-    if missing:
-        first = min(missing)
-        raise CorruptStoreError(f"{redact(url)}: {len(missing)} fused chunk(s) missing or cut, e.g. tile {first} (core "
-                                f"{plan.tiles[first].core}, {missing[first]}); run `trapan resume` to repair it")
-    options = storage_options or None
-    ds = xr.open_zarr(url, consolidated=False, mask_and_scale=False, storage_options=options)
-    state = xr.open_zarr(url, group=RUN_GROUP, consolidated=False, mask_and_scale=False,
-                         drop_variables=["tiles", "prior"], storage_options=options)
-    ds = ds.merge(state[["done", *store.qa_fields]])
-    ds = ds.set_coords("spatial_ref") if "spatial_ref" in ds.data_vars else ds
-    nodata = store.nodata
-    ds["fused"].attrs.pop("_FillValue", None)
-    if nodata is not None:
-        ds["fused"].attrs["_FillValue"] = nodata
-    return ds

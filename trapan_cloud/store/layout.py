@@ -38,11 +38,14 @@ Locations are local paths or fsspec URLs (``s3://bucket/key.zarr``). Credentials
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import math
 import re
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,6 +81,14 @@ def pixel_centres(origin: float, step: float, n: int) -> np.ndarray:
     [101.0, 103.0, 105.0]
     """
     return origin + step * (np.arange(n) + 0.5)
+
+
+@contextlib.contextmanager
+def item_is_ours() -> Iterator[None]:
+    """Silence zarr's warning that ``item.json`` (the store's own STAC item) is not a Zarr node while listing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f"Object at {ITEM_NAME} is not recognized")
+        yield
 
 
 def fs_path(url: str, storage_options: dict | None) -> tuple[Any, str]:

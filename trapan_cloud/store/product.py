@@ -88,6 +88,46 @@ def _item_datetime(store: RunStore) -> str:
     return str(store.info.get("created", "1970-01-01T00:00:00Z"))
 
 
+def _projection(store: RunStore) -> tuple[dict[str, Any], list[float]]:
+    """The ``proj:*`` fields of the PAN grid (exact transform from the manifest or ``spatial_ref``) and the lon/lat
+    bounding box of the footprint."""
+    import pyproj
+
+    from ..stac_items import bbox_polygon
+    from .layout import check_transform
+
+    grid = store.manifest.get("grid", {})
+    crs = pyproj.CRS.from_user_input(grid.get("crs") or store.group["spatial_ref"].attrs["crs_wkt"])
+    a, _, c, _, e, f = check_transform(grid.get("pan_transform") or _transform_of(store))
+    H, W = store.plan.shape
+    xs, ys = (c, c + a * W), (f, f + e * H)
+    native = [min(xs), min(ys), max(xs), max(ys)]
+    bbox = list(pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform_bounds(*native,
+                                                                                             densify_pts=21))
+    epsg = crs.to_epsg()
+    return dict(epsg=epsg, wkt2=None if epsg else crs.to_wkt(), shape=[H, W], transform=[a, 0.0, c, 0.0, e, f],
+                bbox=native, geometry=bbox_polygon(*native)), bbox
+
+
+def _bands(store: RunStore) -> tuple[list[Any], list[Any]]:
+    """``eo:bands`` (name, common name, centre wavelength) and ``raster:bands`` (type, nodata, scale/offset, unit,
+    statistics) of each band of the product."""
+    from pystac.extensions.eo import Band
+    from pystac.extensions.raster import DataType, RasterBand, Statistics
+
+    from ..sensors import centre_wavelength_um, common_name
+
+    info, sensor = store.info, store.manifest.get("sensor")
+    dtype, nodata = np.dtype(info["dtype"]).name, info["nodata"]
+    eo_bands = [Band.create(name=name, common_name=common_name(name),
+                            center_wavelength=centre_wavelength_um(sensor, name) if sensor else None)
+                for name in info["bands"]]
+    raster_bands = [RasterBand.create(data_type=DataType(dtype), nodata=nodata, scale=1.0, offset=0.0,
+                                      unit="DN" if dtype != "float32" else None, statistics=Statistics.create(**s))
+                    for s in _band_statistics(store)]
+    return eo_bands, raster_bands
+
+
 def stac_item(store: RunStore, *, item_id: str | None = None, cog: str | None = None,
               item_href: str | None = None, href: str | None = None, properties: dict | None = None) -> Any:
     """The ``pystac.Item`` of a finished store: footprint, ``proj:*``, ``raster:bands`` (type, nodata, scale/offset,
@@ -98,58 +138,29 @@ def stac_item(store: RunStore, *, item_id: str | None = None, cog: str | None = 
     it. ``href`` replaces the GDAL href of the ``fused`` array (``ZARR:"...":/fused``, credentials removed);
     ``properties`` adds item properties.
     """
-    import pyproj
     import pystac
-    from pystac.extensions.eo import Band
     from pystac.extensions.projection import ProjectionExtension
-    from pystac.extensions.raster import DataType, RasterBand, Statistics
     from pystac.utils import str_to_datetime
 
-    from ..sensors import centre_wavelength_um, common_name
+    from ..errors import IncompleteRunError
     from ..stac_items import bbox_polygon
-    from .layout import COMPLETE, check_transform
+    from .layout import COMPLETE
 
-    info = store.info
-    if info["status"] != COMPLETE:
-        from ..errors import IncompleteRunError
-
-        raise IncompleteRunError(f"{redact(store.url)}: the run is {info['status']!r}; a STAC item describes a "
+    if store.status != COMPLETE:
+        raise IncompleteRunError(f"{redact(store.url)}: the run is {store.status!r}; a STAC item describes a "
                                  "complete product only")
-    manifest, plan = store.manifest, store.plan
-    grid = manifest.get("grid", {})
-    crs = pyproj.CRS.from_user_input(grid.get("crs") or store.group["spatial_ref"].attrs["crs_wkt"])
-    a, _, c, _, e, f = check_transform(grid.get("pan_transform") or _transform_of(store))
-    H, W = plan.shape
-    xs, ys = (c, c + a * W), (f, f + e * H)
-    native_bbox = [min(xs), min(ys), max(xs), max(ys)]
-    to_wgs84 = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    bbox = list(to_wgs84.transform_bounds(*native_bbox, densify_pts=21))
+    proj_fields, bbox = _projection(store)
     item_href = item_href or store.item_url
     extra = dict(properties or {})
     when = str_to_datetime(str(extra.pop("datetime", None) or _item_datetime(store)))
     item = pystac.Item(id=item_id or _store_name(store.url), geometry=bbox_polygon(*bbox), bbox=bbox,
                        datetime=when, properties=extra)
     item.set_self_href(item_href)
-    sensor = manifest.get("sensor")
-    bands = info["bands"]
-    dtype, nodata = np.dtype(info["dtype"]).name, info["nodata"]
-    stats = _band_statistics(store)
-    eo_bands = []
-    for name in bands:
-        band = Band.create(name=name, common_name=common_name(name),
-                           center_wavelength=centre_wavelength_um(sensor, name) if sensor else None)
-        eo_bands.append(band)
-    raster_bands = [RasterBand.create(data_type=DataType(dtype), nodata=nodata, scale=1.0, offset=0.0,
-                                      unit="DN" if dtype != "float32" else None,
-                                      statistics=Statistics.create(**s)) for s in stats]
-    epsg = crs.to_epsg()
-    proj_fields = dict(epsg=epsg, wkt2=None if epsg else crs.to_wkt(), shape=[H, W],
-                       transform=[a, 0.0, c, 0.0, e, f], bbox=native_bbox,
-                       geometry=bbox_polygon(*native_bbox))
     ProjectionExtension.add_to(item)
     ProjectionExtension.ext(item).apply(**proj_fields)
+    eo_bands, raster_bands = _bands(store)
     gdal = href or gdal_path(store.url)
-    for i, (name, eo_band, raster_band) in enumerate(zip(bands, eo_bands, raster_bands)):
+    for i, (name, eo_band, raster_band) in enumerate(zip(store.info["bands"], eo_bands, raster_bands)):
         asset = pystac.Asset(f"{gdal}:{i}", title=f"pansharpened band {name} (GDAL, single band)", roles=["data"])
         item.add_asset(name, asset)  # no media type: odc-stac then reads it through rasterio/GDAL
         _describe(asset, [eo_band], [raster_band], proj_fields)
@@ -203,6 +214,20 @@ def write_item(store: RunStore | str, cog: str | None = None, storage_options: d
     with fsspec.open(store.item_url, "w", **store._storage_options) as f:
         json.dump(item.to_dict(include_self_link=False), f, indent=1)
     return store.item_url
+
+
+def publish(url: str, cog_path: str | None = None, overwrite: bool = False,
+            storage_options: dict | None = None) -> dict[str, str]:
+    """Where a finished run's products are (``{"cog": ..., "item": ...}``, credentials removed), exporting the COG
+    first when ``cog_path`` is given (`export_cog`, same ``overwrite`` rule) and adding it to the item."""
+    from .export import export_cog
+
+    found = {}
+    if cog_path:
+        found["cog"] = export_cog(url, cog_path, storage_options=storage_options, overwrite=overwrite)
+        write_item(url, cog=found["cog"], storage_options=storage_options)
+    found["item"] = redact(open_store(url, storage_options).item_url)
+    return found
 
 
 def stac_item_for_result(url: str, *, item_id: str, datetime: str, storage_options: dict | None = None,
