@@ -253,3 +253,16 @@ def test_cli_run_reports_the_item_with_its_cog_asset_and_keeps_tiles(item, clien
     with rasterio.open(cog) as src:
         np.testing.assert_array_equal(src.read(), open_result(str(out))["fused"].values)
     assert [n for n in os.listdir(out / "run" / "tiles") if not n.startswith(".")]  # --keep-tiles
+
+
+def test_resume_of_a_complete_store_restores_a_lost_item(stores, tmp_path):
+    url = copy(stores["base"], tmp_path, "noitem.zarr")
+    item = os.path.join(url, "item.json")
+    want = json.load(open(item))
+    os.remove(item)
+    result = CliRunner().invoke(main, ["resume", url, "--json", "-"])  # nothing to compute: no cluster
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["item"] == item
+    got = json.load(open(item))
+    assert got["properties"] == want["properties"] and got["assets"]["zarr"] == want["assets"]["zarr"]
+    assert got["assets"]["blue"]["href"] == f'ZARR:"{url}":/fused:0'  # the store where it is now

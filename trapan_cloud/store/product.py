@@ -219,14 +219,18 @@ def write_item(store: RunStore | str, cog: str | None = None, storage_options: d
 def publish(url: str, cog_path: str | None = None, overwrite: bool = False,
             storage_options: dict | None = None) -> dict[str, str]:
     """Where a finished run's products are (``{"cog": ..., "item": ...}``, credentials removed), exporting the COG
-    first when ``cog_path`` is given (`export_cog`, same ``overwrite`` rule) and adding it to the item."""
+    first when ``cog_path`` is given (`export_cog`, same ``overwrite`` rule) and adding it to the item; an item lost
+    to a crash right after completion is written again."""
     from .export import export_cog
+    from .layout import output_exists
 
     found = {}
     if cog_path:
         found["cog"] = export_cog(url, cog_path, storage_options=storage_options, overwrite=overwrite)
-        write_item(url, cog=found["cog"], storage_options=storage_options)
-    found["item"] = redact(open_store(url, storage_options).item_url)
+    store = open_store(url, storage_options)
+    if cog_path or not output_exists(store.item_url, storage_options):
+        write_item(store, cog=found.get("cog"))
+    found["item"] = redact(store.item_url)
     return found
 
 
