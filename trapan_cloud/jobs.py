@@ -177,8 +177,7 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     keys = (*FR_KEYS, "seconds")
     item = open_store(store).item_url
     meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "item": item,
-            "tile_px": tile,
-            "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"]}
+            "tile_px": tile, "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"]}
     json_path, html_path = write_report(out_dir, f"trapan_cloud demo: {sample}", rows, keys, meta, [png])
     return (markdown_table(rows, keys) + f"\n\nstore: {store}\nSTAC item: {item}\nquicklook: {png}\n"
             f"report: {html_path} ({json_path})")

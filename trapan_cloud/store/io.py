@@ -255,11 +255,11 @@ class RunStore:
 
         Integer output is rounded and clipped to the dtype; a valid pixel that would equal nodata moves one DN towards
         the inside of the range, so nodata marks only pixels that were NaN (nodata) in every contributing tile.
-        Every core is blended, or, once the slots were removed, only the cores a repair listed (``keep_tiles``, once
-        given, is remembered for later repairs). The slots read must
-        exist and decode (`CorruptStoreError` otherwise: resume recomputes them) and every ``fused`` chunk must exist
-        afterwards. Then the status becomes "complete", the stage-A chunks are deleted unless ``keep_tiles``, and the
-        metadata is consolidated. Runs on the current dask scheduler; refuses while tiles are pending.
+        Every core is blended, or, once the slots were removed, only the cores a repair listed. The slots it reads
+        must be there whole (`CorruptStoreError` otherwise; one that does not decode fails the blend) and every
+        ``fused`` chunk must exist afterwards. Then the status becomes "complete", the stage-A chunks are deleted
+        unless ``keep_tiles`` (remembered for later repairs), and the metadata is consolidated. Runs on the current
+        dask scheduler; refuses while tiles are pending.
         """
         import dask.array as da
 
