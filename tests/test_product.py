@@ -266,3 +266,26 @@ def test_resume_of_a_complete_store_restores_a_lost_item(stores, tmp_path):
     got = json.load(open(item))
     assert got["properties"] == want["properties"] and got["assets"]["zarr"] == want["assets"]["zarr"]
     assert got["assets"]["blue"]["href"] == f'ZARR:"{url}":/fused:0'  # the store where it is now
+
+
+def test_batch_catalog_links_the_items_and_keeps_a_foreign_catalog(stores, tmp_path):
+    import pystac
+
+    from trapan_cloud.batch import write_catalog
+
+    prefix = tmp_path / "batch"
+    prefix.mkdir()
+    urls = [copy(stores[name], prefix, f"{name}.zarr") for name in ("base", "kept")]
+    for url in urls:
+        os.remove(os.path.join(url, "item.json"))
+        CliRunner().invoke(main, ["resume", url])  # the item of the store where it now is
+    path = write_catalog(str(prefix), urls)
+    assert path == str(prefix / "catalog.json")
+    items = list(pystac.Catalog.from_file(path).get_items())
+    assert sorted(i.id for i in items) == ["base", "kept"]
+    assert {i.assets["zarr"].get_absolute_href().rstrip("/") for i in items} == set(urls)
+    mtime = os.stat(path).st_mtime_ns
+    assert write_catalog(str(prefix), urls) == path and os.stat(path).st_mtime_ns == mtime  # unchanged: untouched
+    (prefix / "catalog.json").write_text('{"type": "Catalog", "id": "mine"}')
+    assert write_catalog(str(prefix), urls) is None
+    assert json.loads((prefix / "catalog.json").read_text())["id"] == "mine"
