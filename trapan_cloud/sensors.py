@@ -146,7 +146,7 @@ CENTRE_WAVELENGTH_UM: dict[str, dict[str, float]] = {
     "GeoEye1": _GE_BGRN, "WV4": _GE_BGRN,
     "Landsat8": _OLI, "Landsat9": _OLI,
     "GF2": {"blue": 0.485, "green": 0.555, "red": 0.660, "nir": 0.830},
-    "Pleiades": {"blue": 0.490, "green": 0.560, "red": 0.650, "nir": 0.840},
+    "Pleiades": {"blue": 0.490, "green": 0.550, "red": 0.660, "nir": 0.850},
 }
 """Centre wavelength in micrometres per sensor and band name (absent: unknown, e.g. ``generic``)."""
 
