@@ -10,9 +10,10 @@ is processed with ``"wrap"`` instead (`pansharpen_pair`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ TILE_MODE = "reflect"
 
 @dataclass
 class PairData:
-    """Tensors of one pair, all ``(1, C, y, x)`` float32, normalised by the sensor's max DN.
+    """Tensors of one pair, all ``(1, C, y, x)`` float32, normalised by the input's full scale (`full_scale`).
 
     Attributes
     ----------
@@ -80,20 +81,62 @@ def fill_invalid(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+FLOAT_SCALES = (1.0, 255.0)
+"""Full scales a floating-point input may be on besides the sensor's DN range: reflectance (0-1) and 8-bit values."""
+
+
+def full_scale(pairs: Sequence[tuple[Any, Any]], sensor: Sensor, nodata: float | None) -> float:
+    """The value the networks see as 1: the full scale of the input's values, decided once per scene.
+
+    Integer inputs: the sensor's max DN, bounded by the dtype (a uint8 product of an 11-bit sensor was rescaled to
+    8 bits, so 255 is its full scale). Floating-point inputs: the smallest of reflectance (1), 8-bit (255) and the
+    sensor's max DN that holds the largest valid value of the pairs. Normalising a uint8 or a 0-1 input by the
+    sensor's max DN instead squeezes it into a few percent of the range the networks and step sizes are tuned for
+    (issue 15.2: tile HQNR 0.57 instead of 0.96 on uint8).
+
+    >>> from trapan_cloud.sensors import get_sensor
+    >>> wv2 = get_sensor("WV2")
+    >>> full_scale([(np.zeros((4, 4), np.uint16), None)], wv2, 0), full_scale([(np.zeros((4, 4), np.uint8), None)], wv2, 0)
+    (2047.0, 255.0)
+    >>> full_scale([(np.full((4, 4), 0.4), np.full((1, 1, 1), 0.9))], wv2, 0)
+    1.0
+    """
+    dtypes = {np.asarray(a).dtype for pair in pairs for a in pair if a is not None}
+    top = float(sensor.max_dn)
+    if dtypes and all(d.kind in "ui" for d in dtypes):
+        return min(top, float(max(np.iinfo(d).max for d in dtypes)))
+    peak = 0.0
+    for pair in pairs:
+        for a in pair:
+            if a is None:
+                continue
+            v = np.asarray(a, dtype=np.float64)
+            v = v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)]
+            peak = max(peak, float(v.max()) if v.size else 0.0)
+    return next((s for s in (*FLOAT_SCALES, top) if peak <= s), top)
+
+
 def _t(a: np.ndarray, scale: float, device: torch.device) -> torch.Tensor:
     a = np.asarray(a, dtype=np.float64) / scale
     return torch.from_numpy(a.reshape((1,) * (4 - a.ndim) + a.shape).astype(np.float32)).to(device)
 
 
-def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int) -> dict[str, float]:
-    """Toolbox HQNR, D_λ^K and D_s (DN arrays) on the `evaluation_window` of the pair."""
+def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int,
+            scale: float | None = None) -> dict[str, float]:
+    """Toolbox HQNR, D_λ^K and D_s on the `evaluation_window` of the pair.
+
+    The toolbox's Q2n casts to uint16, so values on another full scale (``scale``, e.g. 1 for reflectance) are mapped
+    onto the sensor's DN range first; without it they must be DN."""
     H, W = evaluation_window(pan.shape, ratio)
+    if scale is not None and scale != sensor.max_dn:
+        k = sensor.max_dn / scale
+        fused, pan, ms = fused * k, pan * k, ms * k
     q, dl, ds = metrics.hqnr(fused[:, :H, :W], ms[:, : H // ratio, : W // ratio], pan[:H, :W], sensor, ratio)
     return {"hqnr": q, "d_lambda_k": dl, "d_s": ds}
 
 
 def choose_base(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, mode: str, scorable: bool,
-                clip: bool) -> tuple[str, np.ndarray]:
+                clip: bool, scale: float | None = None) -> tuple[str, np.ndarray]:
     """``base="auto"``: the classical result (DN) with the highest HQNR on this pair — the same no-reference criterion
     Stage 2 selects its checkpoint with; MTF-GLP-FS when HQNR cannot be computed (nodata, tile under 32 px)."""
     if not scorable:
@@ -101,8 +144,8 @@ def choose_base(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, mod
     best: tuple[float, str, np.ndarray] | None = None
     for name in CLASSICAL_BASES:
         img = base_image(name, pan, ms, sensor, ratio, mode)
-        shown = np.clip(img, 0, sensor.max_dn) if clip else img
-        q = indices(shown, pan, ms, sensor, ratio)["hqnr"]
+        shown = np.clip(img, 0, sensor.max_dn if scale is None else scale) if clip else img
+        q = indices(shown, pan, ms, sensor, ratio, scale)["hqnr"]
         if best is None or q > best[0]:
             best = (q, name, img)
     return best[1], best[2]
@@ -118,19 +161,21 @@ def base_image(name: str, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio
 
 
 def prepare_pair(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, base: str, nodata: float | None,
-                 device: torch.device, mode: str = TILE_MODE, clip: bool = False, holdout: float = 0.0) -> PairData:
+                 device: torch.device, mode: str = TILE_MODE, clip: bool = False, holdout: float = 0.0,
+                 scale: float | None = None) -> PairData:
     """All tensors of one validated DN pair (pan (H, W), ms (B, h, w)); ``mode`` = interpolation boundary, ``clip``
     whether outputs will be clipped (matters for ``base="auto"``), ``holdout`` the share of the RR pair's rows kept
-    out of training (none when the pair is too small to spare a row and keep one)."""
+    out of training (none when the pair is too small to spare a row and keep one), ``scale`` the normalisation
+    constant (`full_scale`; default the sensor's max DN)."""
     valid_pan, valid_ms = validity(pan, ms, ratio, nodata)
     pan_f = fill_invalid(pan, valid_pan)
     ms_f = fill_invalid(ms, valid_ms)
     nb = ms.shape[0]
-    scale = float(sensor.max_dn)
+    scale = float(sensor.max_dn) if scale is None else float(scale)
     lms = physics.interp23tap(ms_f, ratio, mode=mode)
     if base == "auto":
         scorable = bool(valid_pan.all()) and min(evaluation_window(pan.shape, ratio)) > 0
-        base, base_img = choose_base(pan_f, ms_f, sensor, ratio, mode, scorable, clip)
+        base, base_img = choose_base(pan_f, ms_f, sensor, ratio, mode, scorable, clip, scale)
     else:
         base_img = lms if base == "lms" else base_image(base, pan_f, ms_f, sensor, ratio, mode)
     pan_lp = physics.interp23tap(physics.imresize(pan_f, 1.0 / ratio)[None], ratio, mode=mode)[0]
