@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..redaction import redact, refuse_credentials
+from ..scene.fingerprint import absolute
 from .manifest import RunManifest, check_resume
 from .options import RunOptions
 from .plan import Job, describe, prepare
@@ -47,8 +48,8 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
                                  storage_options=storage_options, prior_tiles=prior_tiles, runtime=runtime,
                                  dry_run=dry_run)
     t_start, seconds = time.perf_counter(), {}
-    out = str(out)
-    refuse_credentials(out, "out")
+    refuse_credentials(str(out), "out")
+    out = absolute(str(out))  # workers may run in another directory
     job = prepare(scene, opts)
     n_total = len(job.plan.tiles)
     if opts.dry_run:
