@@ -20,7 +20,8 @@ _SIGNING = re.compile(r"(?i)\b(x-amz-[a-z-]+|sig|signature|se|sp|sv|token|access
                       r"awsaccesskeyid|googleaccessid|password|secret|key-pair-id|policy)=[^&\s'\"<>]+")
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
               "AZURE_STORAGE_ACCESS_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
-              "GS_SECRET_ACCESS_KEY", "GS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS_JSON", "OSS_SECRET_ACCESS_KEY",
+              "GS_SECRET_ACCESS_KEY", "GS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS_JSON",
+              "OSS_SECRET_ACCESS_KEY",
               "SWIFT_AUTH_TOKEN", "GDAL_HTTP_USERPWD", "GDAL_HTTP_BEARER", "TRAPAN_SECRET")
 """Environment variables whose values are credentials: never shown, whatever message they end up in."""
 _MASK = "***"

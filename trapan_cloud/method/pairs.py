@@ -96,8 +96,10 @@ def full_scale(pairs: Sequence[tuple[Any, Any]], sensor: Sensor, nodata: float |
 
     >>> from trapan_cloud.sensors import get_sensor
     >>> wv2 = get_sensor("WV2")
-    >>> full_scale([(np.zeros((4, 4), np.uint16), None)], wv2, 0), full_scale([(np.zeros((4, 4), np.uint8), None)], wv2, 0)
-    (2047.0, 255.0)
+    >>> full_scale([(np.zeros((4, 4), np.uint16), None)], wv2, 0)
+    2047.0
+    >>> full_scale([(np.zeros((4, 4), np.uint8), None)], wv2, 0)
+    255.0
     >>> full_scale([(np.full((4, 4), 0.4), np.full((1, 1, 1), 0.9))], wv2, 0)
     1.0
     """

@@ -24,7 +24,8 @@ from .options import RunOptions
 MIN_HALO_MS_PX = 4
 """Smallest halo of a registered method, in MS pixels per side (16 PAN px at ratio 4): the 23-tap interpolator that
 every registered method starts from reaches that far within ~1.5 DN (measured on the SN6 crop: max |tiled - whole|
-of EXP is 82 DN at 1 MS px, 30 at 2, 6.6 at 3, 1.45 at 4, 0.15 at 6). A user callable's reach is unknown: not checked."""
+of EXP is 82 DN at 1 MS px, 30 at 2, 6.6 at 3, 1.45 at 4, 0.15 at 6). A user callable's reach is unknown: not
+checked."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,10 @@ def resolve_dtype(requested: str, input_dtype: Any, sensor: Sensor) -> str:
 
     >>> from trapan_cloud.sensors import get_sensor
     >>> wv2 = get_sensor("WV2")
-    >>> resolve_dtype("auto", "uint8", wv2), resolve_dtype("auto", "float64", wv2), resolve_dtype("uint16", "int16", wv2)
-    ('uint8', 'float32', 'uint16')
+    >>> resolve_dtype("auto", "uint8", wv2), resolve_dtype("auto", "float64", wv2)
+    ('uint8', 'float32')
+    >>> resolve_dtype("uint16", "int16", wv2)
+    'uint16'
     """
     src = np.dtype(input_dtype)
     if requested == "auto":
