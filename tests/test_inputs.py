@@ -254,3 +254,19 @@ def test_halo_below_the_reach_is_refused_for_registered_methods_only(crop, tmp_p
         prepare(scene, RunOptions(method="mtf-glp-fs", tile_px=64, halo_px=8))
     assert prepare(scene, RunOptions(method="mtf-glp-fs", tile_px=64, halo_px=16)).plan.halo_px == 16
     assert prepare(scene, RunOptions(method=block_local, tile_px=64, halo_px=4)).plan.halo_px == 4
+
+
+def test_run_checks_the_tile_against_the_workers_memory(crop, tmp_path):
+    """A tile that fits this machine but not the cluster's workers is refused once the cluster is known, before a
+    store is written."""
+    from distributed import Client, LocalCluster
+
+    p, m = write_pair(str(tmp_path), crop, crop.pan, crop.ms)
+    scene = open_scene(pan=p, ms=m, sensor="WV2")
+    opts = RunOptions(method="exp", tile_px=1024, halo_px=32)
+    check_memory(prepare(scene, opts))  # ~0.2 GiB: fits here
+    with LocalCluster(n_workers=1, processes=False, memory_limit="128MiB", dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(InputError, match=r"more than the 0\.1 GiB a worker has"):
+            run(scene, str(tmp_path / "run.zarr"), client=client, options=opts)
+    assert not (tmp_path / "run.zarr").exists()

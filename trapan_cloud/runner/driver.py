@@ -22,7 +22,7 @@ from ..redaction import redact, refuse_credentials
 from ..scene.fingerprint import absolute
 from .manifest import RunManifest, check_resume
 from .options import RunOptions
-from .plan import Job, describe, prepare
+from .plan import Job, check_memory, describe, prepare, worker_memory_bytes
 from .prior import ensure_prior, scene_dask, valid_counts
 from .result import RunResult, Tally, progress_adapter
 from .scheduling import drive, free_slots, gpu_workers, largest_first
@@ -64,6 +64,7 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
         if opts.gpu and gpu_workers(cluster) == 0:
             raise InputError("gpu: no worker of this cluster advertises the resource GPU; start workers with "
                              "`dask worker ... --resources GPU=1` or drop gpu")
+        check_memory(job, worker_memory_bytes(cluster))  # the workers may have less memory than this machine
         with _timed(seconds, "scan"):
             counts = valid_counts(job, cluster)
         with _timed(seconds, "prior"):

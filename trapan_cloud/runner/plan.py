@@ -124,18 +124,26 @@ def task_memory_bytes(job: Job) -> int:
     return px * 8 * 2 + B * px // (p.ratio**2) * 8 + B * px * (4 + 4 + 8 * 4) + mp.extra_memory_bytes
 
 
+def worker_memory_bytes(client: Any) -> int | None:
+    """The smallest memory limit among the client's workers (None when none sets one)."""
+    limits = [int(w.get("memory_limit") or 0) for w in client.scheduler_info().get("workers", {}).values()]
+    limits = [v for v in limits if v > 0]
+    return min(limits) if limits else None
+
+
 def check_memory(job: Job, limit_bytes: int | None = None) -> None:
-    """Refuse a tile whose task (`task_memory_bytes`) needs more than ``limit_bytes`` (default: this machine's
-    memory as distributed sees it, cgroup limits included), before any work: it would die with a MemoryError inside
-    the tile."""
+    """Refuse a tile whose task (`task_memory_bytes`) needs more than ``limit_bytes`` (None: this machine's memory as
+    distributed sees it, cgroup limits included), before any work: it would die with a MemoryError inside the tile.
+    `prepare` checks against this machine, `run` again against the smallest worker once a cluster is there."""
     from distributed.system import MEMORY_LIMIT
 
     limit = int(MEMORY_LIMIT) if limit_bytes is None else int(limit_bytes)
     need = task_memory_bytes(job)
     if need > limit:
         p = job.plan
+        where = "of memory here" if limit_bytes is None else "a worker has"
         raise InputError(f"tile: a {p.tile_px} px tile (slot {p.slot_px} px with the halo) needs about "
-                         f"{need / 2**30:.1f} GiB per task, more than the {limit / 2**30:.1f} GiB of memory here; "
+                         f"{need / 2**30:.1f} GiB per task, more than the {limit / 2**30:.1f} GiB {where}; "
                          "use a smaller --tile (default 512)")
 
 
