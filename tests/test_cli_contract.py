@@ -386,6 +386,20 @@ def test_bad_inputs_are_one_line_before_any_cluster(item, bad, tmp_path, no_clus
     assert not (tmp_path / "new.zarr").exists()
 
 
+def test_all_nan_ms_with_a_classical_method_is_one_line_after_the_scan(sample, tmp_path):
+    """NaN is nodata (the nodata rule): an MS that is NaN everywhere leaves nothing to fuse. That needs the scan, so a
+    cluster; the error still is one line, and no store is written."""
+    pan = write_cog(tmp_path / "pan.tif", (sample.pan / 2047).astype(np.float32), sample.pan_transform, sample.crs)
+    ms = write_cog(tmp_path / "ms.tif", np.full(sample.ms.shape, np.nan, np.float32), sample.ms_transform, sample.crs)
+    result = CliRunner().invoke(main, ["run", "--pan", str(pan), "--ms", str(ms), "--sensor", "WV2", "--out",
+                                       str(tmp_path / "o.zarr"), "--method", "mtf-glp-fs", "--tile", "64",
+                                       "--overlap", "32"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "every pixel is nodata" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_resume_refuses_a_changed_input_naming_it(finished, no_cluster):
     """Overwrite the PAN of a finished run in place (same size, other pixels): resume names the PAN and stops."""
     out, pan = finished

@@ -164,14 +164,6 @@ def test_nan_values_are_nodata_with_a_classical_method(client, crop, tmp_path, b
     _close_elsewhere(fused, by_dtype["float32"][0], invalid)
 
 
-def test_all_nan_ms_is_refused_before_a_store_is_written(client, crop, tmp_path):
-    pan, ms = (crop.pan / SCALE).astype(np.float32), np.full(crop.ms.shape, np.nan, np.float32)
-    p, m = write_pair(str(tmp_path), crop, pan, ms, nodata=None)
-    with pytest.raises(InputError, match="every pixel is nodata"):
-        run(open_scene(pan=p, ms=m, sensor="WV2"), str(tmp_path / "run.zarr"), client=client, **RUN)
-    assert not (tmp_path / "run.zarr").exists()
-
-
 def test_nan_nodata_on_both_files_is_one_nodata(crop, tmp_path):
     pan, ms = (crop.pan / SCALE).astype(np.float32), (crop.ms / SCALE).astype(np.float32)
     p, m = write_pair(str(tmp_path), crop, pan, ms, nodata=float("nan"))
