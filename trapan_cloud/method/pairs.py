@@ -10,10 +10,9 @@ is processed with ``"wrap"`` instead (`pansharpen_pair`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from .. import metrics, physics
 from ..errors import InputError
 from ..qa import Q_BLOCK, evaluation_window
 from ..sensors import Sensor
-from ..validate import validity
+from ..validate import full_scale, validity
 from .config import CLASSICAL_BASES
 from .losses import block_uqi
 
@@ -79,43 +78,6 @@ def fill_invalid(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     for band in out.reshape(-1, *valid.shape):
         band[~valid] = band[valid].mean() if valid.any() else 0.0
     return out
-
-
-FLOAT_SCALES = (1.0, 255.0)
-"""Full scales a floating-point input may be on besides the sensor's DN range: reflectance (0-1) and 8-bit values."""
-
-
-def full_scale(pairs: Sequence[tuple[Any, Any]], sensor: Sensor, nodata: float | None) -> float:
-    """The value the networks see as 1: the full scale of the input's values, decided once per scene.
-
-    Integer inputs: the sensor's max DN, bounded by the dtype (a uint8 product of an 11-bit sensor was rescaled to
-    8 bits, so 255 is its full scale). Floating-point inputs: the smallest of reflectance (1), 8-bit (255) and the
-    sensor's max DN that holds the largest valid value of the pairs. Normalising a uint8 or a 0-1 input by the
-    sensor's max DN instead squeezes it into a few percent of the range the networks and step sizes are tuned for
-    (issue 15.2: tile HQNR 0.57 instead of 0.96 on uint8).
-
-    >>> from trapan_cloud.sensors import get_sensor
-    >>> wv2 = get_sensor("WV2")
-    >>> full_scale([(np.zeros((4, 4), np.uint16), None)], wv2, 0)
-    2047.0
-    >>> full_scale([(np.zeros((4, 4), np.uint8), None)], wv2, 0)
-    255.0
-    >>> full_scale([(np.full((4, 4), 0.4), np.full((1, 1, 1), 0.9))], wv2, 0)
-    1.0
-    """
-    dtypes = {np.asarray(a).dtype for pair in pairs for a in pair if a is not None}
-    top = float(sensor.max_dn)
-    if dtypes and all(d.kind in "ui" for d in dtypes):
-        return min(top, float(max(np.iinfo(d).max for d in dtypes)))
-    peak = 0.0
-    for pair in pairs:
-        for a in pair:
-            if a is None:
-                continue
-            v = np.asarray(a, dtype=np.float64)
-            v = v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)]
-            peak = max(peak, float(v.max()) if v.size else 0.0)
-    return next((s for s in (*FLOAT_SCALES, top) if peak <= s), top)
 
 
 def _t(a: np.ndarray, scale: float, device: torch.device) -> torch.Tensor:

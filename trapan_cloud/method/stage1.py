@@ -16,11 +16,11 @@ import torch
 
 from ..errors import InputError
 from ..sensors import Sensor, get_sensor
-from ..validate import check_pair
+from ..validate import check_pair, full_scale
 from .config import Runtime, TrapanConfig
 from .losses import masked_norm
 from .networks import DAM, FusionNet
-from .pairs import TILE_MODE, PairData, full_scale, prepare_pair, resolve_device, rr_crops, torch_threads
+from .pairs import TILE_MODE, PairData, prepare_pair, resolve_device, rr_crops, torch_threads
 from .prior import Prior
 from .stage2 import Refiner, train_jointly
 
@@ -116,7 +116,7 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
         raise InputError(f"pairs: every pair must have the same ratio and band count, found ratios {sorted(ratios)} "
                          f"and band counts {sorted(bands)}")
     ratio, nb = ratios.pop(), bands.pop()
-    norm = full_scale(pairs, sen, nodata)  # from the raw pairs: check_pair made every dtype float64
+    norm = full_scale(pairs, sen.max_dn, nodata)  # from the raw pairs: check_pair made every dtype float64
     rt = Runtime() if runtime is None else runtime
     with torch_threads(rt.threads):
         device = resolve_device(rt.device)
