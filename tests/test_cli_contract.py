@@ -3,7 +3,10 @@
 * ``--json -`` puts the JSON document alone on stdout (human text and logs go to stderr);
 * ``--ms`` once per band stacks single-band files in the given order, and refuses files on different grids;
 * a STAC Collection, ItemCollection or Catalog where an Item is expected is refused, naming ``trapan batch``;
-* errors that need no cluster come before any cluster starts: non-zero exit, one line on stderr, no traceback.
+* errors that need no cluster come before any cluster starts: non-zero exit, one line on stderr, no traceback;
+* the bad-input table (issue 15): bad pixel types, truncated and missing files, wrong band counts, mismatched grids and
+  CRSs, credentials in URLs, tiles too large for memory, halos too small, changed inputs on resume: each is one line
+  naming the input, nothing that reads as a complete store, no secret echoed.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
 from scene_fixtures import write_cog, write_sample_cogs
+from affine import Affine
 
 from trapan_cloud.cli import main
 from trapan_cloud.errors import InputError
@@ -177,6 +182,124 @@ def test_open_scene_refuses_stac_containers_as_dicts_and_pystac_objects(item, ki
 
 # ----------------------------------------------------------------------------- errors before any cluster (16.5)
 
+CANARY = "SECRET-CANARY-5f3a9c"
+"""A secret planted in URLs of the table: it must never come back in any output."""
+
+
+@pytest.fixture(scope="module")
+def bad(sample, tmp_path_factory) -> dict[str, str]:
+    """Real-crop COGs broken one property at a time (written once for the module)."""
+    d = tmp_path_factory.mktemp("bad")
+    s = sample
+    pan, ms = write_sample_cogs(d, s)
+    t, mt, crs = s.pan_transform, s.ms_transform, s.crs
+    files = {"pan": str(pan), "ms": str(ms)}
+
+    def cog(name: str, array: np.ndarray, transform: Affine = mt, crs_: str = crs, nodata: float | None = 0) -> None:
+        files[name] = str(write_cog(d / f"{name}.tif", array, transform, crs_, nodata))
+
+    cog("pan_f32", (s.pan / 2047.0).astype(np.float32), t)
+    cog("ms_f32", (s.ms / 2047.0).astype(np.float32))
+    cog("ms_u8", (s.ms // 8).astype(np.uint8))
+    cog("pan_i32", s.pan.astype(np.int32), t)
+    cog("ms_i32", s.ms.astype(np.int32))
+    cog("pan_2bands", np.stack([s.pan, s.pan]), t)
+    cog("ms_3bands", s.ms[:3])
+    cog("ms_far", s.ms, mt * Affine.translation(10_000, 0))
+    cog("ms_utm32", s.ms, crs_="EPSG:32632")
+    cog("ms_ratio_3_3", s.ms, Affine(t.a * 3.3, 0, t.c, 0, t.e * 3.3, t.f))
+    cog("ms_nodata_1", s.ms, nodata=1)
+    blob = Path(files["pan"]).read_bytes()
+    (d / "pan_truncated.tif").write_bytes(blob[: len(blob) * 3 // 4])
+    files["pan_truncated"] = str(d / "pan_truncated.tif")
+    (d / "empty.tif").write_bytes(b"")
+    files["empty"] = str(d / "empty.tif")
+    (d / "notes.txt").write_text("not a raster")
+    files["text"] = str(d / "notes.txt")
+    (d / "item_not_json.json").write_text("{'id': 1")
+    files["item_not_json"] = str(d / "item_not_json.json")
+    (d / "feature.json").write_text(json.dumps({"type": "Feature", "id": "f", "geometry": None, "properties": {}}))
+    files["feature"] = str(d / "feature.json")
+    return files
+
+
+@pytest.fixture(scope="module")
+def finished(item, tmp_path_factory) -> tuple[str, Path]:
+    """A complete store of a classical run on copies of the item's COGs (one cluster for the module), and the copy
+    of its PAN: a case overwrites that PAN and resumes."""
+    import shutil
+
+    from trapan_cloud.cluster import get_client
+    from trapan_cloud.runner import run
+
+    d = tmp_path_factory.mktemp("finished")
+    src = Path(item).parent
+    for f in src.iterdir():
+        shutil.copy(f, d / f.name)
+    out = str(d / "run.zarr")
+    client, _ = get_client(n_workers=1)
+    try:
+        assert run(str(d / Path(item).name), out, client=client, tile=64, overlap=32, method="exp").complete
+    finally:
+        client.close()
+    return out, next(d.glob("*-pan.tif"))
+
+
+def _input_cases(item: str, bad: dict[str, str], tmp_path) -> dict[str, tuple[list[str], int, str]]:
+    """Bad inputs (issue 15): each is (args, exit status, words the one stderr line must hold)."""
+    out = str(tmp_path / "new.zarr")
+    files = ["--sensor", "WV2", "--out", out, "--method", "exp", "--tile", "64", "--overlap", "32"]
+    pan, ms = bad["pan"], bad["ms"]
+    nowhere = tmp_path / "nowhere"
+    signed = f"http://127.0.0.1:9/item.json?X-Amz-Signature={CANARY}&X-Amz-Credential=AKIA{CANARY}"
+    return {
+        "float input, integer output": (["run", "--pan", bad["pan_f32"], "--ms", bad["ms_f32"], *files,
+                                         "--dtype", "uint16"], 1, "dtype: the inputs are float32"),
+        "PAN uint16, MS uint8": (["run", "--pan", pan, "--ms", bad["ms_u8"], *files], 1, "MS is uint8"),
+        "int32 PAN": (["run", "--pan", bad["pan_i32"], "--ms", bad["ms_i32"], *files], 1, "pan_i32.tif"),
+        "integer output narrower than the input": (["run", "--pan", pan, "--ms", ms, *files, "--dtype", "uint8"], 1,
+                                                   "dtype: uint8 holds values up to 255"),
+        "truncated PAN COG": (["run", "--pan", bad["pan_truncated"], "--ms", ms, *files], 1, "pan_truncated.tif"),
+        "empty PAN file": (["run", "--pan", bad["empty"], "--ms", ms, *files], 1, "empty.tif"),
+        "PAN is a text file": (["run", "--pan", bad["text"], "--ms", ms, *files], 1, "notes.txt"),
+        "missing PAN": (["run", "--pan", str(nowhere / "pan.tif"), "--ms", ms, *files], 1, "pan: cannot open"),
+        "missing MS": (["run", "--pan", pan, "--ms", str(nowhere / "ms.tif"), *files], 1, "ms: cannot open"),
+        "missing MS band file": (["run", "--pan", pan, "--ms", ms, "--ms", str(nowhere / "b.tif"), *files], 1,
+                                 "ms[1]: cannot open"),
+        "missing STAC item": (["run", "--stac", str(nowhere / "item.json"), *files[2:]], 1,
+                              "item: cannot read the STAC item"),
+        "STAC item not JSON": (["run", "--stac", bad["item_not_json"], *files[2:]], 1, "is not JSON"),
+        "STAC feature without assets": (["run", "--stac", bad["feature"], *files[2:]], 1, "no 'assets'"),
+        "STAC URL with user-info and a signed query": (
+            ["run", "--stac", f"https://user:{CANARY}@127.0.0.1:9/item.json?sig={CANARY}", *files[2:]], 1,
+            "item: 'https://127.0.0.1:9/item.json' carries credentials"),
+        "unreadable signed STAC URL": (["run", "--stac", signed, *files[2:]], 1,
+                                       "cannot read the STAC item 'http://127.0.0.1:9/item.json'"),
+        "PAN URL with user-info": (["run", "--pan", f"s3://AKIA:{CANARY}@bucket/pan.tif", "--ms", ms, *files], 1,
+                                   "pan: 's3://bucket/pan.tif' carries credentials"),
+        "s3 output with user-info": (["run", "--pan", pan, "--ms", ms, *files[:2], "--out",
+                                      f"s3://AKIA:{CANARY}@bucket/x.zarr", *files[4:]], 1,
+                                     "out: 's3://bucket/x.zarr' carries credentials"),
+        "resume of an s3 store with user-info": (["resume", f"s3://AKIA:{CANARY}@bucket/x.zarr"], 1,
+                                                 "out: 's3://bucket/x.zarr' carries credentials"),
+        "PAN with 2 bands": (["run", "--pan", bad["pan_2bands"], "--ms", ms, *files], 1, "expected a single PAN band"),
+        "MS with 3 bands for WV2": (["run", "--pan", pan, "--ms", bad["ms_3bands"], *files], 1, "3"),
+        "PAN and MS do not overlap": (["run", "--pan", pan, "--ms", bad["ms_far"], *files], 1, "do not overlap"),
+        "PAN and MS in different CRSs": (["run", "--pan", pan, "--ms", bad["ms_utm32"], *files], 1,
+                                         "different CRSs"),
+        "non-integer PAN/MS ratio": (["run", "--pan", pan, "--ms", bad["ms_ratio_3_3"], *files], 1,
+                                     "expected an integer >= 2"),
+        "PAN and MS declare different nodata": (["run", "--pan", pan, "--ms", bad["ms_nodata_1"], *files], 1,
+                                                "gdal_edit.py -a_nodata"),
+        "unknown sensor": (["run", "--pan", pan, "--ms", ms, *files[:1], "WV9", *files[2:]], 1, "WV9"),
+        "huge tile": (["run", "--pan", pan, "--ms", ms, *files[:-4], "--tile", "1000000"], 1,
+                      "use a smaller --tile"),
+        "overlap below the method's reach": (["run", "--pan", pan, "--ms", ms, *files[:-2], "--overlap", "4"], 1,
+                                             "overlap: 4 PAN px is narrower than the 16 px"),
+        "--pan without --ms": (["run", "--pan", pan, *files], 2, "--ms"),
+        "--stac and --pan together": (["run", "--stac", item, "--pan", pan, "--ms", ms, *files], 2, "--stac"),
+    }
+
 
 def _no_cluster_cases(item: str, tmp_path) -> dict[str, tuple[list[str], int, str]]:
     bad_json = tmp_path / "bad.json"
@@ -222,6 +345,27 @@ CASES = ("unknown method", "tile 0", "tile too small for the halo", "existing ou
          "config malformed JSON", "config not an object", "config unknown key", "config missing file",
          "resume without a store", "resume of a user folder", "batch config malformed", "batch tile 0",
          "batch json in a missing folder")
+INPUT_CASES = ("float input, integer output", "PAN uint16, MS uint8", "int32 PAN",
+               "integer output narrower than the input", "truncated PAN COG", "empty PAN file", "PAN is a text file",
+               "missing PAN", "missing MS", "missing MS band file", "missing STAC item", "STAC item not JSON",
+               "STAC feature without assets", "STAC URL with user-info and a signed query",
+               "unreadable signed STAC URL", "PAN URL with user-info", "s3 output with user-info",
+               "resume of an s3 store with user-info", "PAN with 2 bands", "MS with 3 bands for WV2",
+               "PAN and MS do not overlap", "PAN and MS in different CRSs", "non-integer PAN/MS ratio",
+               "PAN and MS declare different nodata", "unknown sensor", "huge tile",
+               "overlap below the method's reach", "--pan without --ms", "--stac and --pan together")
+
+
+def _check_one_line_error(result, code: int, words: str, seconds: float) -> None:
+    """The contract of every refused input: its exit status, one ``Error:`` line holding ``words``, no traceback, no
+    stdout, no planted secret, within 3 s, and no cluster."""
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert not isinstance(result.exception, AssertionError), "a cluster was started"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.stderr
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert CANARY not in result.output
+    assert seconds < 3.0, seconds
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -229,14 +373,42 @@ def test_errors_that_need_no_cluster_come_first(item, tmp_path, no_cluster, case
     args, code, words = _no_cluster_cases(item, tmp_path)[case]
     t0 = time.perf_counter()
     result = CliRunner().invoke(main, args)
-    seconds = time.perf_counter() - t0
-    assert result.exit_code == code, (result.exit_code, result.output)
-    assert not isinstance(result.exception, AssertionError), "a cluster was started"
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.stderr
-    assert "Traceback" not in result.output and result.stdout == ""
-    assert seconds < 3.0, seconds
+    _check_one_line_error(result, code, words, time.perf_counter() - t0)
     assert (tmp_path / "existing.zarr" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("case", INPUT_CASES)
+def test_bad_inputs_are_one_line_before_any_cluster(item, bad, tmp_path, no_cluster, case):
+    args, code, words = _input_cases(item, bad, tmp_path)[case]
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(main, args)
+    _check_one_line_error(result, code, words, time.perf_counter() - t0)
+    assert not (tmp_path / "new.zarr").exists()
+
+
+def test_all_nan_ms_with_a_classical_method_is_one_line_after_the_scan(sample, tmp_path):
+    """NaN is nodata (the nodata rule): an MS that is NaN everywhere leaves nothing to fuse. That needs the scan, so a
+    cluster; the error still is one line, and no store is written."""
+    pan = write_cog(tmp_path / "pan.tif", (sample.pan / 2047).astype(np.float32), sample.pan_transform, sample.crs)
+    ms = write_cog(tmp_path / "ms.tif", np.full(sample.ms.shape, np.nan, np.float32), sample.ms_transform, sample.crs)
+    result = CliRunner().invoke(main, ["run", "--pan", str(pan), "--ms", str(ms), "--sensor", "WV2", "--out",
+                                       str(tmp_path / "o.zarr"), "--method", "mtf-glp-fs", "--tile", "64",
+                                       "--overlap", "32"])
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "every pixel is nodata" in lines[0] and "Traceback" not in result.output
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_resume_refuses_a_changed_input_naming_it(finished, no_cluster):
+    """Overwrite the PAN of a finished run in place (same size, other pixels): resume names the PAN and stops."""
+    out, pan = finished
+    with rasterio.open(pan, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.write(dst.read() // 2 + 1)
+    t0 = time.perf_counter()
+    result = CliRunner().invoke(main, ["resume", out])
+    _check_one_line_error(result, 1, f"asset 'pan_analytic' '{pan}'", time.perf_counter() - t0)
+    assert "changed since the run started" in result.stderr
 
 
 def test_demo_json_to_stdout_is_the_report(tmp_path, monkeypatch):

@@ -129,7 +129,7 @@ def test_usgs_per_band_inset_pan(usgs):
 def test_dea_per_asset_grids_matched_by_key(dea):
     ds = open_scene(str(dea.item_path))
     assert_contract(ds, 2, 4)
-    assert ds.attrs["sensor"] == "Landsat8" and ds.attrs["nodata"] == -999
+    assert ds.attrs["sensor"] == "Landsat8" and ds.attrs["nodata"] == 0  # files: -999 (nodata rule)
     assert ds.attrs["source"]["pan_asset"] == "nbart_panchromatic"
     assert ds.attrs["source"]["ms_assets"] == ["nbart_blue", "nbart_green", "nbart_red", "nbart_nir"]
     assert ds["pan"].dtype == np.int16
@@ -235,8 +235,11 @@ def test_cog_paths_spacenet_georeferencing(sn6, tmp_path):
     assert ds.attrs["subpixel_shift_px"] == [-0.5, -0.5]  # pixel sizes 0.49999345 / 2.00009663, ratio 4.0003
     assert ds.attrs["crs"] == s.crs and ds.attrs["nodata"] == 0
     assert ds.attrs["band_names"] == list(s.band_names)
-    assert ds.attrs["source"] == {"backend": "rioxarray", "item": None, "item_href": None, "pan_asset": None,
-                                  "ms_assets": None, "pan": str(pan), "ms": [str(ms)]}
+    source = dict(ds.attrs["source"])
+    fingerprints = source.pop("fingerprints")
+    assert source == {"backend": "rioxarray", "item": None, "item_href": None, "pan_asset": None,
+                      "ms_assets": None, "pan": str(pan), "ms": [str(ms)]}
+    assert sorted(fingerprints) == ["ms", "pan"] and fingerprints["pan"]["size"] == Path(pan).stat().st_size
     assert ds["pan"].chunks[0][0] == 256 and ds["ms"].chunks[1][0] == 64
     np.testing.assert_array_equal(ds["pan"].values, s.pan)
     np.testing.assert_array_equal(ds["ms"].values, s.ms)
@@ -293,7 +296,7 @@ def test_unreadable_inputs_are_named_without_credentials(tmp_path):
     pan, ms = _pair(tmp_path, PAN_T, MS_T)
     with pytest.raises(InputError, match=r"ms: cannot open '.*nope\.tif'"):
         open_scene(pan=pan, ms=str(tmp_path / "nope.tif"), sensor="WV2")
-    with pytest.raises(InputError, match=r"pan: cannot open 'http://127\.0\.0\.1:9/pan\.tif'") as err:
+    with pytest.raises(InputError, match=r"pan: 'http://127\.0\.0\.1:9/pan\.tif' carries credentials") as err:
         open_scene(pan="http://user:secret@127.0.0.1:9/pan.tif?sig=abc", ms=ms, sensor="WV2")
     assert "secret" not in str(err.value) and "sig=" not in str(err.value)
     with pytest.raises(InputError, match=r"ms: cannot open 'http://127\.0\.0\.1:9/ms\.tif'") as err:

@@ -132,6 +132,9 @@ def _store(out: str | None, out_opt: str | None) -> str:
     """The store named by OUT or --out."""
     if bool(out) == bool(out_opt):
         raise click.UsageError("name the run store once: OUT or --out OUT")
+    from .redaction import refuse_credentials
+
+    refuse_credentials(str(out or out_opt), "out")
     return str(out or out_opt)
 
 
@@ -217,7 +220,9 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--method", type=click.Choice(names(tileable=True)), default="trapan", show_default=True,
               help="trapan, or a classical method run tile by tile, for comparison runs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Run seed; each tile's seed derives from it.")
-@click.option("--dtype", type=click.Choice(["uint16", "float32"]), default="uint16", show_default=True)
+@click.option("--dtype", type=click.Choice(["auto", "uint8", "uint16", "int16", "float32"]), default="auto",
+              show_default=True, help="Output dtype. auto: the input's (uint8, uint16, int16 stay; float inputs such "
+                                      "as 0-1 reflectance give float32); an integer type rounds and clips.")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default="2", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the plan (tiles, halo, memory per task, steps) and stop.")
 @overwrite_opt

@@ -1,15 +1,25 @@
-"""Input checks shared by every room: band-first shapes, the PAN/MS ratio, and DN values.
+"""Input checks shared by every room: band-first shapes, the PAN/MS ratio, DN values and the nodata rule.
 
 They run before any expensive work and raise `InputError` naming the argument, what was expected and what was found.
+
+`full_scale` is the scale of an input's values (255 for uint8, 1 for 0-1 reflectance, else the sensor's max DN).
+
+The nodata rule: a pixel is invalid where PAN or any MS band equals the nodata value (`validity`). A scene read from
+files (`open_scene`) also treats NaN and negative values as nodata (`scene_nodata`, `apply_nodata_rule`): they are
+read as the scene's nodata value, which is the files' one when it is a number >= 0, else 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+
+INPUT_DTYPES = ("uint8", "uint16", "int16", "float32", "float64")
+"""Pixel types a scene may hold: unsigned DN, signed DN or scaled reflectance (int16), float reflectance or DN."""
 
 
 def as_array(x: Any, name: str) -> np.ndarray:
@@ -94,3 +104,74 @@ def validity(pan: np.ndarray, ms: np.ndarray, ratio: int, nodata: float | None) 
     h, w = ms_ok.shape
     ms_ok = pan_ok.reshape(h, ratio, w, ratio).all(axis=(1, 3))
     return pan_ok, ms_ok
+
+
+def scene_nodata(dtype: Any, nodata: float | None) -> float | None:
+    """The nodata value of a scene of ``dtype`` whose files declare ``nodata`` (the nodata rule, module docstring).
+
+    Unsigned data keep theirs (None: every pixel valid). Signed and floating data can hold NaN or negative values,
+    which are nodata: they take the declared value when it is a number >= 0, else 0.
+
+    >>> scene_nodata("uint16", None), scene_nodata("int16", -999), scene_nodata("float32", float("nan"))
+    (None, 0, 0)
+    >>> scene_nodata("float32", 5.0), scene_nodata("uint8", 0)
+    (5.0, 0)
+    """
+    valid = nodata is not None and bool(np.isfinite(nodata)) and nodata >= 0
+    if np.dtype(dtype).kind == "u":
+        return nodata if valid else None
+    return nodata if valid else 0
+
+
+def apply_nodata_rule(arr: Any, nodata: float | None) -> Any:
+    """``arr`` (numpy or dask) with NaN and negative values replaced by ``nodata``, in its own dtype; unsigned arrays
+    (and a None ``nodata``) are returned as they are.
+
+    >>> apply_nodata_rule(np.array([np.nan, -2.0, 0.5], np.float32), 0).tolist()
+    [0.0, 0.0, 0.5]
+    """
+    if nodata is None or np.dtype(arr.dtype).kind == "u":
+        return arr
+    bad = arr < 0
+    if np.dtype(arr.dtype).kind == "f":
+        bad = bad | (arr != arr)
+    fill = np.asarray(nodata, dtype=arr.dtype)
+    if isinstance(arr, np.ndarray):
+        return np.where(bad, fill, arr)
+    import dask.array as da
+
+    return da.where(bad, fill, arr)
+
+
+FLOAT_SCALES = (1.0, 255.0)
+"""Full scales a floating-point input may be on besides the sensor's DN range: reflectance (0-1) and 8-bit values."""
+
+
+def full_scale(pairs: Sequence[tuple[Any, Any]], max_dn: float, nodata: float | None) -> float:
+    """The full scale of a scene's values (what TRA-PAN normalises to 1), from sample (pan, ms) pairs.
+
+    Integer inputs: the sensor's ``max_dn``, bounded by the dtype (a uint8 product of an 11-bit sensor was rescaled to
+    8 bits, so 255 is its full scale). Floating-point inputs: the smallest of reflectance (1), 8-bit (255) and
+    ``max_dn`` that holds the largest valid value. Normalising a uint8 or 0-1 input by the sensor's max DN instead
+    squeezes it into a few percent of the range the networks and step sizes are tuned for (issue 15.2).
+
+    >>> full_scale([(np.zeros((4, 4), np.uint16), None)], 2047, 0)
+    2047.0
+    >>> full_scale([(np.zeros((4, 4), np.uint8), None)], 2047, 0)
+    255.0
+    >>> full_scale([(np.full((4, 4), 0.4), np.full((1, 1, 1), 0.9))], 2047, 0)
+    1.0
+    """
+    dtypes = {np.asarray(a).dtype for pair in pairs for a in pair if a is not None}
+    top = float(max_dn)
+    if dtypes and all(d.kind in "ui" for d in dtypes):
+        return min(top, float(max(np.iinfo(d).max for d in dtypes)))
+    peak = 0.0
+    for pair in pairs:
+        for a in pair:
+            if a is None:
+                continue
+            v = np.asarray(a, dtype=np.float64)
+            v = v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)]
+            peak = max(peak, float(v.max()) if v.size else 0.0)
+    return next((s for s in (*FLOAT_SCALES, top) if peak <= s), top)

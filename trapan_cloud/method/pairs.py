@@ -21,7 +21,7 @@ from .. import metrics, physics
 from ..errors import InputError
 from ..qa import Q_BLOCK, evaluation_window
 from ..sensors import Sensor
-from ..validate import validity
+from ..validate import full_scale, validity
 from .config import CLASSICAL_BASES
 from .losses import block_uqi
 
@@ -31,7 +31,7 @@ TILE_MODE = "reflect"
 
 @dataclass
 class PairData:
-    """Tensors of one pair, all ``(1, C, y, x)`` float32, normalised by the sensor's max DN.
+    """Tensors of one pair, all ``(1, C, y, x)`` float32, normalised by the input's full scale (`full_scale`).
 
     Attributes
     ----------
@@ -85,15 +85,22 @@ def _t(a: np.ndarray, scale: float, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(a.reshape((1,) * (4 - a.ndim) + a.shape).astype(np.float32)).to(device)
 
 
-def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int) -> dict[str, float]:
-    """Toolbox HQNR, D_λ^K and D_s (DN arrays) on the `evaluation_window` of the pair."""
+def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int,
+            scale: float | None = None) -> dict[str, float]:
+    """Toolbox HQNR, D_λ^K and D_s on the `evaluation_window` of the pair.
+
+    The toolbox's Q2n casts to uint16, so values on another full scale (``scale``, e.g. 1 for reflectance) are mapped
+    onto the sensor's DN range first; without it they must be DN."""
     H, W = evaluation_window(pan.shape, ratio)
+    if scale is not None and scale != sensor.max_dn:
+        k = sensor.max_dn / scale
+        fused, pan, ms = fused * k, pan * k, ms * k
     q, dl, ds = metrics.hqnr(fused[:, :H, :W], ms[:, : H // ratio, : W // ratio], pan[:H, :W], sensor, ratio)
     return {"hqnr": q, "d_lambda_k": dl, "d_s": ds}
 
 
 def choose_base(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, mode: str, scorable: bool,
-                clip: bool) -> tuple[str, np.ndarray]:
+                clip: bool, scale: float | None = None) -> tuple[str, np.ndarray]:
     """``base="auto"``: the classical result (DN) with the highest HQNR on this pair — the same no-reference criterion
     Stage 2 selects its checkpoint with; MTF-GLP-FS when HQNR cannot be computed (nodata, tile under 32 px)."""
     if not scorable:
@@ -101,8 +108,8 @@ def choose_base(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, mod
     best: tuple[float, str, np.ndarray] | None = None
     for name in CLASSICAL_BASES:
         img = base_image(name, pan, ms, sensor, ratio, mode)
-        shown = np.clip(img, 0, sensor.max_dn) if clip else img
-        q = indices(shown, pan, ms, sensor, ratio)["hqnr"]
+        shown = np.clip(img, 0, sensor.max_dn if scale is None else scale) if clip else img
+        q = indices(shown, pan, ms, sensor, ratio, scale)["hqnr"]
         if best is None or q > best[0]:
             best = (q, name, img)
     return best[1], best[2]
@@ -118,19 +125,21 @@ def base_image(name: str, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio
 
 
 def prepare_pair(pan: np.ndarray, ms: np.ndarray, sensor: Sensor, ratio: int, base: str, nodata: float | None,
-                 device: torch.device, mode: str = TILE_MODE, clip: bool = False, holdout: float = 0.0) -> PairData:
+                 device: torch.device, mode: str = TILE_MODE, clip: bool = False, holdout: float = 0.0,
+                 scale: float | None = None) -> PairData:
     """All tensors of one validated DN pair (pan (H, W), ms (B, h, w)); ``mode`` = interpolation boundary, ``clip``
     whether outputs will be clipped (matters for ``base="auto"``), ``holdout`` the share of the RR pair's rows kept
-    out of training (none when the pair is too small to spare a row and keep one)."""
+    out of training (none when the pair is too small to spare a row and keep one), ``scale`` the normalisation
+    constant (`full_scale`; default the sensor's max DN)."""
     valid_pan, valid_ms = validity(pan, ms, ratio, nodata)
     pan_f = fill_invalid(pan, valid_pan)
     ms_f = fill_invalid(ms, valid_ms)
     nb = ms.shape[0]
-    scale = float(sensor.max_dn)
+    scale = float(sensor.max_dn) if scale is None else float(scale)
     lms = physics.interp23tap(ms_f, ratio, mode=mode)
     if base == "auto":
         scorable = bool(valid_pan.all()) and min(evaluation_window(pan.shape, ratio)) > 0
-        base, base_img = choose_base(pan_f, ms_f, sensor, ratio, mode, scorable, clip)
+        base, base_img = choose_base(pan_f, ms_f, sensor, ratio, mode, scorable, clip, scale)
     else:
         base_img = lms if base == "lms" else base_image(base, pan_f, ms_f, sensor, ratio, mode)
     pan_lp = physics.interp23tap(physics.imresize(pan_f, 1.0 / ratio)[None], ratio, mode=mode)[0]

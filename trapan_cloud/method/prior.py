@@ -35,7 +35,7 @@ class Prior:
     net_state: dict[str, torch.Tensor] = field(repr=False)
     """FusionNet state dict after the warm-up (CPU float32 tensors)."""
     norm: float
-    """Normalisation constant: DN / norm is what the networks see (the sensor's max DN)."""
+    """Normalisation constant: DN / norm is what the networks see (the input's full scale, `pairs.full_scale`)."""
     sensor: str
     """Sensor name the prior was fitted for."""
     ratio: int

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError
 from ..sensors import Sensor, get_sensor
-from ..validate import check_pair
+from ..validate import check_pair, full_scale
 from .config import Runtime, TrapanConfig
 from .losses import masked_norm
 from .networks import DAM, FusionNet
@@ -87,7 +87,7 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
     Parameters
     ----------
     pairs : sequence of (pan (H, W) DN, ms (B, h, w) DN), H = ratio·h; e.g. a sample of a scene's tiles.
-    sensor : sensor name or `Sensor` (MTF gains, bit depth = normalisation constant).
+    sensor : sensor name or `Sensor` (MTF gains; its bit depth bounds the normalisation constant, `full_scale`).
     config : `TrapanConfig` (default: ``TrapanConfig.default()``).
     seed : seeds every random draw (initial weights, pixel subset, crops): same seed, same prior.
     nodata : DN marking missing pixels in PAN or MS (never used by a loss), or None.
@@ -116,11 +116,12 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
         raise InputError(f"pairs: every pair must have the same ratio and band count, found ratios {sorted(ratios)} "
                          f"and band counts {sorted(bands)}")
     ratio, nb = ratios.pop(), bands.pop()
+    norm = full_scale(pairs, sen.max_dn, nodata)  # from the raw pairs: check_pair made every dtype float64
     rt = Runtime() if runtime is None else runtime
     with torch_threads(rt.threads):
         device = resolve_device(rt.device)
-        data = [prepare_pair(p, m, sen, ratio, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout)
-                for p, m, _ in checked]
+        data = [prepare_pair(p, m, sen, ratio, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout,
+                             norm) for p, m, _ in checked]
         data = [d for d in data if d.valid_ms.sum() > 0]
         if not data:
             raise InputError(f"pairs: no valid pixel in any pair (nodata={nodata}); cannot fit a prior")
@@ -134,5 +135,5 @@ def fit_prior(pairs: Sequence[tuple[Any, Any]], sensor: str | Sensor, config: Tr
     return Prior(
         dam_state={k: v.detach().cpu() for k, v in dam.state_dict().items()},
         net_state={k: v.detach().cpu() for k, v in net.state_dict().items()},
-        norm=float(sen.max_dn), sensor=sen.name, ratio=ratio, bands=nb, config=cfg,
+        norm=norm, sensor=sen.name, ratio=ratio, bands=nb, config=cfg,
     )

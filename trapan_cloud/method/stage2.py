@@ -209,7 +209,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
     rt = Runtime() if runtime is None else runtime
     with torch_threads(rt.threads):
         device = resolve_device(rt.device)
-        data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout)
+        data = prepare_pair(p, m, sen, r, cfg.base, nodata, device, interp_mode, cfg.clip, cfg.holdout, prior.norm)
         gen = torch.Generator().manual_seed(int(seed))
         ref = Refiner(prior.fusion_net().to(device), prior.dam().to(device), cfg, data, sen, device, gen, rt.amp)
         trace["base"] = data.base_name
@@ -226,7 +226,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
         def score(fused_dn: np.ndarray) -> float:
             """Higher is better: HQNR, or minus the whole-tile FR loss."""
             if use_hqnr:
-                return indices(fused_dn, p, m, sen, r)["hqnr"]
+                return indices(fused_dn, p, m, sen, r, hi)["hqnr"]
             whole = _FRBatch(data, [0], [0], tuple(p.shape), margin=False)
             fused = torch.from_numpy((fused_dn / hi).astype(np.float32))[None].to(device)
             with torch.no_grad():
@@ -259,7 +259,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
             if s_plain > best_score:
                 best_score, best_out, best_step = s_plain, plain, -1
         if rt.trace_indices and data.all_valid and min(window) > 0:
-            trace["initial"] = indices(to_dn(ref.infer()), p, m, sen, r)
+            trace["initial"] = indices(to_dn(ref.infer()), p, m, sen, r, hi)
         opt = torch.optim.Adam(ref.net.parameters(), lr=cfg.lr)
         branches = _branches(cfg, gen)
         stale, stop_reason, step = 0, "max_steps", 0
@@ -293,7 +293,7 @@ def refine_tile(prior: Prior, pan: Any, ms: Any, seed: int = 0, nodata: float | 
         trace.update(steps_run=step, stop_reason=stop_reason, selected_step=best_step,
                      seconds=time.perf_counter() - t0, device=str(device))
         if rt.trace_indices and data.all_valid and min(window) > 0:
-            trace["final"] = indices(best_out, p, m, sen, r)
+            trace["final"] = indices(best_out, p, m, sen, r, hi)
     fused = best_out.astype(np.float32)
     fused[:, ~valid_pan] = 0.0
     return TileResult(fused, trace)

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..redaction import redact
+from ..redaction import redact, refuse_credentials
+from ..scene.fingerprint import absolute
 from .manifest import RunManifest, check_resume
 from .options import RunOptions
-from .plan import Job, describe, prepare
+from .plan import Job, check_memory, describe, prepare, worker_memory_bytes
 from .prior import ensure_prior, scene_dask, valid_counts
 from .result import RunResult, Tally, progress_adapter
 from .scheduling import drive, free_slots, gpu_workers, largest_first
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int = 512, overlap: int | None = None,
         resume: bool = False, *, method: str | Callable[..., Any] = "trapan", seed: int = 0, gpu: bool = False,
-        overwrite: bool = False, dtype: str = "uint16", zarr_format: int = 2, storage_options: dict | None = None,
+        overwrite: bool = False, dtype: str = "auto", zarr_format: int = 2, storage_options: dict | None = None,
         prior_tiles: int = 4, progress: Any = None, dry_run: bool = False, runtime: Any = None,
         options: RunOptions | None = None) -> RunResult:
     """Pansharpen a whole scene tile by tile on Dask into a georeferenced, resumable Zarr store.
@@ -47,7 +48,8 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
                                  storage_options=storage_options, prior_tiles=prior_tiles, runtime=runtime,
                                  dry_run=dry_run)
     t_start, seconds = time.perf_counter(), {}
-    out = str(out)
+    refuse_credentials(str(out), "out")
+    out = absolute(str(out))  # workers may run in another directory
     job = prepare(scene, opts)
     n_total = len(job.plan.tiles)
     if opts.dry_run:
@@ -64,6 +66,7 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
         if opts.gpu and gpu_workers(cluster) == 0:
             raise InputError("gpu: no worker of this cluster advertises the resource GPU; start workers with "
                              "`dask worker ... --resources GPU=1` or drop gpu")
+        check_memory(job, worker_memory_bytes(cluster))  # the workers may have less memory than this machine
         with _timed(seconds, "scan"):
             counts = valid_counts(job, cluster)
         with _timed(seconds, "prior"):
@@ -84,6 +87,7 @@ def check_run(scene: Any, out: str, options: RunOptions) -> None:
 
     The CLI calls it before it starts a cluster, so such errors arrive in a second, not after the cluster is up.
     """
+    refuse_credentials(str(out), "out")
     job = prepare(scene, options)
     if not options.dry_run:
         _existing_store(str(out), job.manifest, options)
@@ -121,7 +125,7 @@ def _create_store(out: str, job: Job, opts: RunOptions, prior_bytes: bytes | Non
 
     m = job.manifest.with_prior(prior_hash)
     store = create_store(out, plan=job.plan, bands=m.bands, crs=m.grid.crs, transform=m.grid.pan_transform,
-                         manifest=m.to_dict(), dtype=opts.dtype, nodata=job.nodata, zarr_format=opts.zarr_format,
+                         manifest=m.to_dict(), dtype=m.dtype, nodata=job.nodata, zarr_format=opts.zarr_format,
                          storage_options=opts.storage(), overwrite=opts.overwrite)
     if prior_bytes is not None:
         store.save_prior(prior_bytes, prior_hash)
@@ -191,7 +195,7 @@ def _finalize(store: Any, job: Job, errors: dict[int, str], keep_tiles: bool = F
 
 
 def plan_run(scene: Any, out: str | None = None, config: Any = None, tile: int = 512, overlap: int | None = None, *,
-             method: str | Callable[..., Any] = "trapan", seed: int = 0, dtype: str = "uint16", zarr_format: int = 2,
+             method: str | Callable[..., Any] = "trapan", seed: int = 0, dtype: str = "auto", zarr_format: int = 2,
              prior_tiles: int = 4) -> dict[str, Any]:
     """The plan of a run without running it (``trapan run --dry-run``): tiles, halo, memory per task, steps per tile.
 
@@ -210,6 +214,7 @@ def resume(out: str, client: Any = None, storage_options: dict | None = None, pr
     from ..scene.model import Source
     from ..store import open_store
 
+    refuse_credentials(str(out), "out")
     m = RunManifest.from_dict(open_store(out, storage_options=storage_options).manifest, where=redact(out))
     if ":" in m.method:
         raise InputError(f"out: the run in {redact(out)!r} used a Python callable ({m.method!r}); resume it with "

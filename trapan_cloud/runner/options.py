@@ -8,7 +8,8 @@ from typing import Any
 
 from ..errors import InputError
 
-DTYPES = ("uint16", "float32")
+DTYPES = ("auto", "uint8", "uint16", "int16", "float32")
+"""Output dtypes; "auto" resolves to the input's (`plan.resolve_dtype`)."""
 ZARR_FORMATS = (2, 3)
 
 
@@ -33,8 +34,9 @@ class RunOptions:
     """Route prior and tile tasks to workers with the resource ``GPU`` (refused when the cluster has none)."""
     overwrite: bool = False
     """Replace an existing output store, if it is a trapan_cloud store (anything else there is refused)."""
-    dtype: str = "uint16"
-    """Output values: "uint16" rounds and clips DN, "float32" keeps them."""
+    dtype: str = "auto"
+    """Output values: "auto" keeps the input's dtype (uint8, uint16 or int16; float inputs give float32), an integer
+    type rounds and clips DN, "float32" keeps them (`plan.resolve_dtype` refuses a type that cannot hold the input)."""
     zarr_format: int = 2
     """Zarr format of the store: 2 (default; GDAL/QGIS, xarray and zarr-python read it) or 3 (xarray and zarr-python;
     the GDAL 3.10 in rasterio's wheels cannot)."""
@@ -53,7 +55,7 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if str(self.dtype) not in DTYPES:
-            raise InputError(f"dtype: expected 'uint16' or 'float32', found {self.dtype!r}")
+            raise InputError(f"dtype: expected one of {', '.join(DTYPES)}, found {self.dtype!r}")
         if int(self.zarr_format) not in ZARR_FORMATS:
             raise InputError(f"zarr_format: expected 2 or 3, found {self.zarr_format!r}")
         if int(self.prior_tiles) < 1:

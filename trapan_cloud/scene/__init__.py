@@ -3,7 +3,8 @@ odc-stac, stackstac and rioxarray; each is imported only when a scene is opened)
 
 Modules: `grid` (metadata arithmetic and checks), `cog` (file headers and rioxarray), `stac` (items, asset choice,
 odc-stac/stackstac), `dataset` (`open_scene` and the returned Dataset), `model` (`Scene`, `SceneMeta`, `Source`: the
-typed scene every other room takes).
+typed scene every other room takes), `fingerprint` (what a run records of each input file, so a resume can refuse a
+changed one).
 """
 
 from __future__ import annotations

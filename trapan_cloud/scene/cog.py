@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..redaction import redact
+from ..validate import INPUT_DTYPES
 from .grid import Grid
 
 
@@ -37,22 +38,35 @@ def _reason(exc: Exception, href: str) -> str:
 
 
 def read_info(href: str, name: str) -> RasterInfo:
-    """Open ``href``'s header (no pixels) and return its grid, band count, dtype and nodata.
+    """Open ``href``'s header and return its grid, band count, dtype and nodata.
 
-    Raises `InputError` naming ``name`` and the href when the file cannot be opened or is not georeferenced
-    (an L1A product with RPCs only, or a plain image).
+    Raises `InputError` naming ``name`` and the href when the file cannot be opened, is not georeferenced (an L1A
+    product with RPCs only, or a plain image), holds a pixel type other than `INPUT_DTYPES` or bands of several
+    types, or is truncated: the last block of the last band is read (one small request), and the last bytes of a COG
+    are that block.
     """
     import rasterio
     from rasterio.errors import RasterioError
+    from rasterio.windows import Window
 
     try:
         with rasterio.open(href) as src:
             crs, transform, shape = src.crs, src.transform, (src.height, src.width)
             count, dtype, nodata = src.count, src.dtypes[0], src.nodata
             has_rpcs = bool(src.rpcs) or bool(src.gcps[0])
+            dtypes = sorted(set(src.dtypes))
+            if len(dtypes) == 1 and dtype in INPUT_DTYPES:
+                (bh, bw) = src.block_shapes[-1]
+                src.read(count, window=Window((src.width - 1) // bw * bw, (src.height - 1) // bh * bh,
+                                              min(bw, src.width - (src.width - 1) // bw * bw),
+                                              min(bh, src.height - (src.height - 1) // bh * bh)))
     except (RasterioError, OSError) as exc:
-        raise InputError(f"{name}: cannot open {redact(href)!r} as a raster ({_reason(exc, href)}); check the path/URL and, "
-                         "for remote files, the GDAL/AWS credentials in the environment") from None
+        raise InputError(f"{name}: cannot open {redact(href)!r} as a raster ({_reason(exc, href)}); check the "
+                         "path/URL, that the file is complete (not truncated), and, for remote files, the GDAL/AWS "
+                         "credentials in the environment") from None
+    if len(dtypes) > 1 or dtype not in INPUT_DTYPES:
+        raise InputError(f"{name}: {redact(href)!r} holds {'/'.join(dtypes)} pixels; expected one of "
+                         f"{', '.join(INPUT_DTYPES)} in every band; convert it, e.g. gdal_translate -ot UInt16")
     if crs is None or transform.is_identity:
         if has_rpcs:
             raise InputError(f"{name}: {redact(href)!r} is not orthorectified (RPCs/GCPs only, no map grid); "

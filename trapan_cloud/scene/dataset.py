@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ..redaction import redact
+from ..redaction import redact, refuse_credentials
 from ..sensors import KNOWN, Sensor, get_sensor
+from ..validate import apply_nodata_rule, scene_nodata
 from .cog import RasterInfo, open_raster, read_info
+from .fingerprint import absolute, fingerprint
 from .grid import Alignment, align_grids, crs_string, pixel_centres
 from .loaders import LOADERS
 from .model import SceneMeta, Source
@@ -33,7 +36,8 @@ def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
         A STAC Item: path, URL, dict or ``pystac.Item``. Exclusive with ``pan``/``ms``.
     pan, ms
         PAN COG and MS COG (multi-band) or list of single-band MS COGs, as paths or GDAL-readable URLs
-        (``https://``, ``s3://``, ...). ``sensor`` is then required.
+        (``https://``, ``s3://``, ...). ``sensor`` is then required. URLs with credentials in them
+        (``s3://KEY:SECRET@bucket/...``) are refused: credentials come from the environment.
     sensor
         Sensor name (`trapan_cloud.sensors.KNOWN`); for an item it overrides the platform/constellation.
     backend
@@ -46,11 +50,14 @@ def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
         ``chunks / ratio``, so PAN block (i, j) and MS block (i, j) cover the same ground.
     nodata
         Nodata DN for PAN and MS; by default the files'/metadata's value (which must agree between PAN and MS).
+        Signed and floating inputs follow the nodata rule of `trapan_cloud.validate`: NaN and negative values are
+        nodata, read as this value when it is a number >= 0, else as 0 (which then is the scene's nodata).
 
     Returns
     -------
     xarray.Dataset
-        ``pan`` (y, x) and ``ms`` (band, y_ms, x_ms), dask-backed, native dtype, pixel-centre coordinates;
+        ``pan`` (y, x) and ``ms`` (band, y_ms, x_ms), dask-backed, native dtype (one of
+        `validate.INPUT_DTYPES`, the same for PAN and MS), pixel-centre coordinates;
         ``pan.shape == (ratio*h, ratio*w)`` and MS pixel (i, j) covers PAN block [ratio*i:ratio*(i+1), ...], its
         centre being at PAN index ``ratio*i + ratio//2`` plus ``attrs["subpixel_shift_px"]``. Attrs: ``sensor``,
         ``ratio``, ``crs``, ``pan_transform``, ``ms_transform``, ``subpixel_shift_px``, ``nodata``, ``band_names``,
@@ -60,7 +67,8 @@ def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
     ------
     InputError
         Before any pixel is read, when an input is missing or unreadable, the CRSs differ, the ratio is not an
-        integer, the extents do not overlap, a grid is rotated, or the band count does not fit the sensor.
+        integer, the extents do not overlap, a grid is rotated, the band count does not fit the sensor, a file is
+        truncated or of another pixel type, PAN and MS differ in pixel type, or a URL carries credentials.
     """
     if backend not in BACKENDS:
         raise InputError(f"backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -72,6 +80,9 @@ def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
         return _open_item(item, sensor, backend, pan_asset, ms_assets, chunks, nodata)
     if pan is None or ms is None:
         raise InputError("pan/ms: pass a STAC item, or both pan= and ms= (COG paths or URLs)")
+    refuse_credentials(os.fspath(pan), "pan")
+    for m in ms if isinstance(ms, (list, tuple)) else [ms]:
+        refuse_credentials(os.fspath(m), "ms")
     if sensor is None:
         raise InputError(f"sensor: required with pan=/ms= paths (one of {', '.join(KNOWN)}, or 'generic')")
     return _open_files(pan, ms, get_sensor(sensor), chunks, nodata)
@@ -85,20 +96,24 @@ def _open_item(item: Any, sensor: str | Sensor | None, backend: str, pan_asset: 
     names = (f"asset {plan.pan_key!r}", f"asset {plan.ms_keys[0]!r}")
     nbands = _check_ms(plan.ms, plan.ms_keys)
     plan.sensor.check_bands(nbands, argument=f"item {plan.item.get('id')!r} MS assets {', '.join(plan.ms_keys)}")
+    _check_dtypes(plan.pan, plan.ms, names)
     align = align_grids(plan.pan.grid, plan.ms[0].grid, names)
     value = _resolve_nodata(nodata, plan.pan, plan.ms)
     chunk = _chunk(chunks, align.ratio)
     pan_arr, ms_arr = LOADERS[backend](plan, align, chunk)
+    files = ([] if plan.item_href is None else [("item", plan.item_href)]) + [
+        (f"asset {k!r}", i.href) for k, i in zip((plan.pan_key, *plan.ms_keys), (plan.pan, *plan.ms))]
     source = Source(backend=backend, item=plan.item.get("id"),
-                    item_href=None if plan.item_href is None else redact(plan.item_href),
+                    item_href=None if plan.item_href is None else redact(absolute(plan.item_href)),
                     pan_asset=plan.pan_key, ms_assets=tuple(plan.ms_keys), pan=redact(plan.pan.href),
-                    ms=tuple(redact(i.href) for i in plan.ms))
+                    ms=tuple(redact(i.href) for i in plan.ms),
+                    fingerprints=tuple(fingerprint(href, name) for name, href in files))
     return _dataset(pan_arr, ms_arr, plan.sensor, align, plan.pan.grid.crs, value, chunk, source)
 
 
 def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: float | None) -> xr.Dataset:
-    pan_href = os.fspath(pan)
-    ms_hrefs = [os.fspath(m) for m in ms] if isinstance(ms, (list, tuple)) else [os.fspath(ms)]
+    pan_href = absolute(os.fspath(pan))
+    ms_hrefs = [absolute(os.fspath(m)) for m in (ms if isinstance(ms, (list, tuple)) else [ms])]
     if not ms_hrefs:
         raise InputError("ms: expected a multi-band COG or a list of single-band COGs, got an empty list")
     pan_info = read_info(pan_href, "pan")
@@ -107,6 +122,7 @@ def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: f
     ms_info = tuple(read_info(h, f"ms[{i}]" if len(ms_hrefs) > 1 else "ms") for i, h in enumerate(ms_hrefs))
     nbands = _check_ms(ms_info, tuple(redact(h) for h in ms_hrefs))
     sensor.check_bands(nbands)
+    _check_dtypes(pan_info, ms_info, (redact(pan_href), redact(ms_hrefs[0])))
     align = align_grids(pan_info.grid, ms_info[0].grid, (redact(pan_href), redact(ms_hrefs[0])))
     value = _resolve_nodata(nodata, pan_info, ms_info)
     chunk = _chunk(chunks, align.ratio)
@@ -118,7 +134,10 @@ def _open_files(pan: Any, ms: Any, sensor: Sensor, chunks: int | None, nodata: f
 
     ms_arr = da.concatenate([open_raster(hh, (chunk // r, chunk // r), "ms").data for hh in ms_hrefs], axis=0)
     ms_arr = ms_arr[:, my : my + h, mx : mx + w]
-    source = Source(backend="rioxarray", pan=redact(pan_href), ms=tuple(redact(hh) for hh in ms_hrefs))
+    ms_names = [f"ms[{i}]" for i in range(len(ms_hrefs))] if len(ms_hrefs) > 1 else ["ms"]
+    source = Source(backend="rioxarray", pan=redact(pan_href), ms=tuple(redact(hh) for hh in ms_hrefs),
+                    fingerprints=(fingerprint(pan_href, "pan"),
+                                  *(fingerprint(hh, n) for n, hh in zip(ms_names, ms_hrefs))))
     return _dataset(pan_arr, ms_arr, sensor, align, pan_info.grid.crs, value, chunk, source)
 
 
@@ -139,15 +158,28 @@ def _check_ms(infos: tuple[RasterInfo, ...], names: tuple[str, ...]) -> int:
     return len(infos)
 
 
+def _check_dtypes(pan: RasterInfo, ms: tuple[RasterInfo, ...], names: tuple[str, str]) -> None:
+    """PAN and MS must hold one pixel type: the fusion takes their values on one scale (a uint16 PAN with a uint8 MS
+    would be fused as if the MS were 256 times darker)."""
+    if ms[0].dtype != pan.dtype:
+        raise InputError(f"{names[0]}/{names[1]}: PAN is {pan.dtype} but MS is {ms[0].dtype}; expected one pixel type "
+                         "(and one scale) for both; convert one to the other's type and scale (gdal_translate -ot ... "
+                         "-scale ...)")
+
+
 def _resolve_nodata(nodata: float | None, pan: RasterInfo, ms: tuple[RasterInfo, ...]) -> float | None:
-    """The one nodata value for PAN and MS: the argument, else the value the rasters declare (they must agree)."""
-    if nodata is not None:
-        return nodata
-    values = {i.nodata for i in (pan, *ms)} - {None}
-    if len(values) > 1:
-        raise InputError(f"nodata: PAN and MS declare different nodata values ({sorted(values)}); "
-                         "pass the one to use with nodata=")
-    value = values.pop() if values else None
+    """The one nodata value for PAN and MS: the argument, else the value the rasters declare (they must agree; NaN
+    agrees with NaN), then the nodata rule for the pixel type (`validate.scene_nodata`)."""
+    if nodata is None:
+        declared = {"nan" if math.isnan(i.nodata) else i.nodata for i in (pan, *ms) if i.nodata is not None}
+        if len(declared) > 1:
+            shown = ", ".join(sorted(f"{v:g}" if isinstance(v, float) else str(v) for v in declared))
+            raise InputError(f"nodata: PAN and MS declare different nodata values ({shown}); expected one value for "
+                             "both; set the same one in every file (gdal_edit.py -a_nodata VALUE FILE) or, in "
+                             "Python, pass open_scene(..., nodata=VALUE)")
+        value = declared.pop() if declared else None
+        nodata = math.nan if value == "nan" else value
+    value = scene_nodata(pan.dtype, nodata)
     return int(value) if value is not None and float(value).is_integer() else value
 
 
@@ -163,8 +195,8 @@ def _dataset(pan: Any, ms: Any, sensor: Sensor, align: Alignment, crs: Any, noda
     import xarray as xr
 
     r = align.ratio
-    pan = pan.rechunk((chunk, chunk))
-    ms = ms.rechunk((1, chunk // r, chunk // r))
+    pan = apply_nodata_rule(pan.rechunk((chunk, chunk)), nodata)
+    ms = apply_nodata_rule(ms.rechunk((1, chunk // r, chunk // r)), nodata)
     bands = list(sensor.bands_for(ms.shape[0]))
     y, x = pixel_centres(align.pan_transform, align.pan_shape)
     y_ms, x_ms = pixel_centres(align.ms_transform, align.ms_shape)

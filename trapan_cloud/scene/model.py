@@ -10,7 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InputError
+from ..errors import InputError, ResumeMismatchError
+from .fingerprint import Fingerprint
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -91,6 +92,8 @@ class Source:
     """PAN COG href."""
     ms: tuple[str, ...] | None = None
     """MS COG hrefs."""
+    fingerprints: tuple[Fingerprint, ...] = ()
+    """One per input file read (item, PAN, MS), so that a resume can refuse inputs that changed."""
 
     def __post_init__(self) -> None:
         from ..redaction import redact
@@ -102,8 +105,9 @@ class Source:
             object.__setattr__(self, "ms", tuple(redact(h) for h in self.ms))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready copy (tuples as lists): the manifest's ``inputs``."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        """JSON-ready copy (tuples as lists, fingerprints keyed by name): the manifest's ``inputs``."""
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if k != "fingerprints"}
+        return {**d, "fingerprints": {f.name: f.to_dict() for f in self.fingerprints}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> Source:
@@ -112,10 +116,12 @@ class Source:
         seq = lambda v: None if v is None else tuple(v)  # noqa: E731
         return cls(backend=d.get("backend"), item=d.get("item"), item_href=d.get("item_href"),
                    pan_asset=d.get("pan_asset"), ms_assets=seq(d.get("ms_assets")), pan=d.get("pan"),
-                   ms=seq(d.get("ms")))
+                   ms=seq(d.get("ms")),
+                   fingerprints=tuple(Fingerprint.from_dict(k, v) for k, v in (d.get("fingerprints") or {}).items()))
 
     def reopen(self, sensor: str, nodata: float | None) -> Scene:
-        """Open the same scene again (`open_scene`); refuses a scene that was built in memory."""
+        """Open the same scene again (`open_scene`); refuses a scene that was built in memory, and inputs whose
+        fingerprint changed since the run started (`check_unchanged`)."""
         from .dataset import open_scene
 
         if self.item_href:
@@ -126,7 +132,22 @@ class Source:
         else:
             raise InputError("scene: the run records no input files (the scene was built in memory); "
                              "resume it with run(scene, out, resume=True)")
-        return Scene.from_dataset(ds)
+        scene = Scene.from_dataset(ds)
+        self.check_unchanged(scene.source)
+        return scene
+
+    def check_unchanged(self, now: Source) -> None:
+        """Raise `ResumeMismatchError` naming every input whose fingerprint differs in ``now`` (or is gone)."""
+        current = {f.name: f for f in now.fingerprints}
+        changed = []
+        for f in self.fingerprints:
+            g = current.get(f.name)
+            what = ["not read this time"] if g is None else f.changes(g)
+            if what:
+                changed.append(f"{f.name} {f.href!r} ({', '.join(what)})")
+        if changed:
+            raise ResumeMismatchError(f"inputs: {'; '.join(changed)} changed since the run started; restore the "
+                                      "original file(s) to resume, or start a new run with overwrite")
 
 
 @dataclass(frozen=True, eq=False)

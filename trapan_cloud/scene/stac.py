@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 from affine import Affine
 
 from ..errors import InputError
-from ..redaction import redact
+from ..redaction import redact, refuse_credentials
 from ..sensors import KNOWN, Sensor, get_sensor, sensor_from_platform
 from .cog import RasterInfo, read_info
 from .grid import Grid
@@ -108,6 +108,7 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
         return d, item.get_self_href() or _self_href(d)
     if isinstance(item, (str, os.PathLike)):
         href = os.fspath(item)
+        refuse_credentials(href, "item")
         try:
             if _is_url(href):
                 import fsspec
@@ -118,11 +119,12 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
                 with open(href, encoding="utf-8") as f:
                     text = f.read()
         except (OSError, ImportError, ValueError) as exc:
-            raise InputError(f"item: cannot read the STAC item {redact(href)!r} ({exc})") from None
+            raise InputError(f"item: cannot read the STAC item {redact(href)!r} ({redact(str(exc))}); check the "
+                             "path/URL and, for remote items, the credentials in the environment") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"item: {redact(href)!r} is not JSON ({exc})") from None
+            raise InputError(f"item: {redact(href)!r} is not JSON ({exc}); expected a STAC Item document") from None
         _check_item(d, repr(redact(href)))
         if not isinstance(d, dict) or "assets" not in d:
             raise InputError(f"item: {redact(href)!r} is not a STAC item (no 'assets'); "
@@ -153,6 +155,7 @@ def asset_href(d: dict[str, Any], key: str, base: str | None) -> str:
     href = d["assets"][key].get("href")
     if not href:
         raise InputError(f"item {d.get('id')!r}: asset {key!r} has no href")
+    refuse_credentials(str(href), f"item {d.get('id')!r} asset {key!r}")
     if _is_url(href) or os.path.isabs(href):
         return href
     if base is None:
