@@ -26,6 +26,8 @@ from trapan_cloud.store import open_result, open_store
 SCALE = 2047.0
 """WorldView-2's max DN (11 bits): the float conversion divides by it (0-1 reflectance-like values)."""
 RUN = {"tile": 64, "overlap": 32, "method": "mtf-glp-fs"}
+CRASHABLE = RunOptions(tile_px=64, halo_px=32, method="mtf-glp-fs", keep_tiles=True)
+"""`RUN` keeping the stage-A tiles, so `_forget_tiles` leaves what a crash mid-tiles leaves."""
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +177,11 @@ def test_nan_nodata_on_both_files_is_one_nodata(crop, tmp_path):
 
 
 def _forget_tiles(out: str, tiles: list[tuple[int, int]]) -> None:
-    """What a crash leaves: some done flags cleared, the store back to "running"."""
+    """What a crash leaves: some done flags cleared, the store back to "running" (a run made with `CRASHABLE`)."""
     store = open_store(out)
     for r, c in tiles:
-        store.group["done"][r, c] = 0
-    info = dict(store.group.attrs["trapan_cloud"])
-    info["status"] = "running"
-    store.group.attrs["trapan_cloud"] = info
+        store.run["done"][r, c] = 0
+    store._set_info({**store.info, "status": "running"})
 
 
 def test_relative_paths_resume_from_another_cwd(client, crop, tmp_path, monkeypatch):
@@ -189,7 +189,8 @@ def test_relative_paths_resume_from_another_cwd(client, crop, tmp_path, monkeypa
     write_pair(str(a), crop, crop.pan, crop.ms)
     b.mkdir()
     monkeypatch.chdir(a)
-    assert run(open_scene(pan="pan.tif", ms="ms.tif", sensor="WV2"), "run.zarr", client=client, **RUN).complete
+    assert run(open_scene(pan="pan.tif", ms="ms.tif", sensor="WV2"), "run.zarr", client=client,
+               options=CRASHABLE).complete
     want = open_result("run.zarr")["fused"].values
     inputs = open_store("run.zarr").manifest["inputs"]
     assert inputs["pan"] == str(a / "pan.tif") and inputs["ms"] == [str(a / "ms.tif")]
@@ -204,7 +205,7 @@ def test_relative_paths_resume_from_another_cwd(client, crop, tmp_path, monkeypa
 def test_resume_refuses_an_ms_overwritten_in_place(client, crop, tmp_path):
     p, m = write_pair(str(tmp_path), crop, crop.pan, crop.ms)
     out = str(tmp_path / "run.zarr")
-    run(open_scene(pan=p, ms=m, sensor="WV2"), out, client=client, **RUN)
+    run(open_scene(pan=p, ms=m, sensor="WV2"), out, client=client, options=CRASHABLE)
     _forget_tiles(out, [(1, 1)])
     write_cog(m, crop.ms[::-1].copy(), crop.ms_transform, crop.crs, 0)  # same size, other bytes
     with pytest.raises(ResumeMismatchError, match=rf"ms '{m}' \(.*header bytes.*\) changed since the run started"):
@@ -218,11 +219,11 @@ def test_resume_refusal_lists_every_differing_setting_in_full(client, crop, tmp_
     scene = open_scene(pan=p, ms=m, sensor="WV2")
     run(scene, out, client=client, **RUN)
     stored = RunManifest.from_dict(open_store(out).manifest).to_dict()
-    other = RunOptions(resume=True, method="exp", tile_px=128, halo_px=48, seed=9, dtype="float32", zarr_format=2)
+    other = RunOptions(resume=True, method="exp", tile_px=128, halo_px=48, seed=9, dtype="float32", zarr_format=3)
     with pytest.raises(ResumeMismatchError) as err:
         check_run(scene, out, other)
     message = str(err.value)
-    now = {"method": "exp", "seed": 9, "dtype": "float32", "zarr_format": 2}
+    now = {"method": "exp", "seed": 9, "dtype": "float32", "zarr_format": 3}
     for key, value in now.items():
         assert f"{key}: {json.dumps(stored[key])} vs {json.dumps(value)}" in message, key
     for key, value in (("tile_px", 128), ("halo_px", 48)):
