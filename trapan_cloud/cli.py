@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from functools import wraps
 from typing import Any, Callable
 
@@ -19,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import IncompleteRunError, TrapanError
+from .redaction import redact
 from .registry import names
 
 log = logging.getLogger("trapan_cloud")
@@ -72,8 +74,6 @@ class _Failure(click.ClickException):
     """One line on stderr and the exit status of its error class."""
 
     def __init__(self, exc: TrapanError) -> None:
-        from .redaction import redact
-
         super().__init__(redact(f"{type(exc).__name__}: {exc}"))
         self.exit_code = EXIT_INCOMPLETE if isinstance(exc, IncompleteRunError) else EXIT_ERROR
 
@@ -173,16 +173,22 @@ def _emit(payload: dict, json_out: str | None, text: str) -> None:
             json.dump(payload, f, indent=1, default=str)
 
 
-class _TileProgress:
-    """A tqdm-like counter on stderr, advanced by the run once per finished tile (it sets ``total``)."""
+def _progress(opened: tuple[str, float] | None = None, cluster: tuple[str, float] | None = None) -> Any:
+    """The command's progress on stderr (`progress.for_stderr`: None under -q), closed as stopped, not done, should
+    the command stop early.
 
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.n = 0
+    Created once the checks have passed and the cluster is up, so that a refused input or an unreachable scheduler
+    is the one line on stderr; it then announces those phases, ``(detail, time.monotonic() at their start)``.
+    """
+    from .progress import enter_phase, for_stderr
 
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        click.echo(f"\rtiles {self.n}/{self.total}", err=True, nl=self.n >= (self.total or 0))
+    progress = for_stderr()
+    if progress is not None:
+        click.get_current_context().call_on_close(lambda: progress.close(completed=False))
+    for name, phase in (("open", opened), ("cluster", cluster)):
+        if phase is not None:
+            enter_phase(progress, name, detail=redact(phase[0]), t0=phase[1])
+    return progress
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
@@ -231,7 +237,9 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
     """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store (every check that
     needs no cluster, --overwrite's rule included, is made before one starts)."""
     from . import runner
+    from .progress import enter_phase
 
+    t_open = time.monotonic()
     _check_json_dest(json_out)
     config = _config(preset, config_file)
     scene = _scene(stac, pan, ms, sensor)
@@ -248,14 +256,19 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
     runner.check_run(scene, out, opts)  # inputs, plan, output: all before the cluster
     from .cluster import client_for
 
+    t_cluster = time.monotonic()
     with client_for(scheduler, gpu=gpu) as client:
-        result = runner.run(scene, out, client=client, progress=_TileProgress(), options=opts)
+        progress = _progress((stac or pan or "", t_open), (scheduler or "embedded", t_cluster))
+        result = runner.run(scene, out, client=client, progress=progress, options=opts)
     payload, text = result.to_dict(), result.summary()
     if result.complete and cog_path:
         from .store import export_cog
 
+        enter_phase(progress, "export", detail=redact(cog_path))
         payload["cog"] = export_cog(out, cog_path, overwrite=overwrite)
         text += f"\nCOG: {payload['cog']}"
+    if progress is not None:
+        progress.close(completed=result.complete)
     _emit(payload, json_out, text)
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
@@ -272,15 +285,21 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
     from . import runner
     from .store import open_store
 
+    t_open = time.monotonic()
     out = _store(out, out_opt)
     _check_json_dest(json_out)
     if open_store(out).status == "complete":  # nothing to compute: no cluster (a missing store is refused here)
-        result = runner.resume(out, progress=_TileProgress(), gpu=gpu)
+        progress = _progress((out, t_open))
+        result = runner.resume(out, progress=progress, gpu=gpu)
     else:
         from .cluster import client_for
 
+        t_cluster = time.monotonic()
         with client_for(scheduler, gpu=gpu) as client:
-            result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
+            progress = _progress((out, t_open), (scheduler or "embedded", t_cluster))
+            result = runner.resume(out, client=client, progress=progress, gpu=gpu)
+    if progress is not None:
+        progress.close(completed=result.complete)
     _emit(result.to_dict(), json_out, result.summary())
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
@@ -361,11 +380,15 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
 
     _check_json_dest(json_out)
     config = _config(preset, config_file)
+    t_cluster = time.monotonic()
     with client_for(scheduler, gpu=gpu) as client:
+        progress = _progress(cluster=(scheduler or "embedded", t_cluster))
         result = run_batch(catalog, out_prefix, config=config, client=client, api=api,
                            collections=collections.split(",") if collections else None,
                            bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
-                           tile=tile, gpu=gpu)
+                           tile=tile, gpu=gpu, progress=progress)
+    if progress is not None:
+        progress.close(completed=not result.failed)
     _emit(json.loads(result.to_json()), json_out, result.table())
     if result.failed:
         raise _Failure(IncompleteRunError(f"{len(result.failed)} item(s) failed; see the table; run the batch again "
