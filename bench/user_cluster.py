@@ -136,16 +136,16 @@ SpaceNet-6 sn6-1 (WV2), tile {TILE} px, halo {HALO} px ({last['plain']['tiles']}
 | settings the workers lack (`check_workers`) | {'; '.join(last['plain']['missing']) or 'none'} | {'; '.join(last['configured']['missing']) or 'none'} |
 | `tc.run` wall seconds | {med['plain']:.1f} ({each['plain']}) | {med['configured']:.1f} ({each['configured']}) |
 | workers' CPU seconds (user + system) in the run | {cpu_med['plain']:.1f} ({cpu_each['plain']}) | {cpu_med['configured']:.1f} ({cpu_each['configured']}) |
-| machine load average during the run (2 cores, shared) | {load_each['plain']} | {load_each['configured']} |
+| machine load average during the run ({os.cpu_count()} cores) | {load_each['plain']} | {load_each['configured']} |
 | seconds per phase, plain vs configured (last repeat) | {phases} | |
 | ratio plain / configured, wall | {statistics.median(ratios):.2f} ({', '.join(f'{x:.2f}' for x in ratios)}) | |
 | ratio plain / configured, workers' CPU | {statistics.median(cpu_ratios):.2f} ({', '.join(f'{x:.2f}' for x in cpu_ratios)}) | |
 | same fused bytes | {'yes' if same else 'NO'} | |
 
-With other processes loading the machine (a load average above 2 on 2 cores means they do), the wall time measures
-their load as much as the run's, and its ratio varies from repeat to repeat; the workers' CPU seconds count only the
-run's own work (the torch loop, the page faults of the malloc settings, the profiler's and the tick's wake-ups) and
-vary far less.
+With other processes loading the machine (a load average above {os.cpu_count()} on {os.cpu_count()} cores means they do), the wall
+time measures their load as much as the run's, and its ratio varies from repeat to repeat; the workers' CPU seconds
+count only the run's own work (the torch loop, the page faults of the malloc settings, the profiler's and the tick's
+wake-ups) and vary far less.
 """
     from _results import write_section
 

@@ -26,8 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def item(tmp_path_factory) -> str:
+    """A tiny STAC item, opened once here, and the preset loaded: what a first command imports (odc-stac, torch) is
+    not what the fail-fast timing below measures."""
+    from trapan_cloud.jobs import load_config
+    from trapan_cloud.scene import open_scene
+
+    load_config("default")
     sample = load_sample("sn6-1").crop("cl", 0, 0, 32)  # 128x128 PAN, 4 x 32x32 MS
-    return write_sample_item(sample, str(tmp_path_factory.mktemp("cl")))
+    path = write_sample_item(sample, str(tmp_path_factory.mktemp("cl")))
+    open_scene(path)
+    return path
 
 
 @pytest.fixture

@@ -2,9 +2,10 @@
 
 Results go to stdout, logs and progress to stderr; with ``--json -`` stdout carries the JSON document alone. Every
 check that needs no cluster (flags, inputs, the output and the overwrite rule, ``--cog``/``--json`` destinations,
-``--config``) runs before a cluster is started, and any error is one line on stderr. Heavy rooms (torch, dask) are
-imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
-each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
+``--config``) runs before a cluster is started, and any error is one line on stderr. Run progress (`progress.py`:
+phases, step counts, rate, ETA) goes to stderr once those checks have passed and the cluster is up.
+Heavy rooms (torch, dask) are imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast.
+Shared flags are the ``*_opt`` decorators below, with one meaning each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
 """
 
 from __future__ import annotations

@@ -179,12 +179,14 @@ def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: i
     from .samples import load_sample, write_sample_item
     from .store import open_result, open_store
 
+    t_open = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
-    enter_phase(progress, "open", detail=sample)
     scene = as_scene(write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs")))
     store = os.path.join(out_dir, "fused.zarr")
-    enter_phase(progress, "cluster", detail=redact(scheduler or "embedded"))
-    with client_for(scheduler) as client:
+    t_cluster = time.monotonic()
+    with client_for(scheduler) as client:  # phases announced once passed, as `trapan run` does
+        enter_phase(progress, "open", detail=sample, t0=t_open)
+        enter_phase(progress, "cluster", detail=redact(scheduler or "embedded"), t0=t_cluster)
         result = runner.run(scene, store, config=getattr(TrapanConfig, preset)(), client=client, tile=tile,
                             overwrite=True, progress=progress)
     enter_phase(progress, "report", detail=out_dir)
@@ -217,8 +219,8 @@ def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: i
             "best_classical": best_name, "crop_windows": windows,
             "tile_hqnr": [[None if not math.isfinite(v) else round(float(v), 4) for v in row] for row in hqnr]}
     images = [(png, "Quicklook: the 23-tap upsampled MS and the TRA-PAN result, one stretch."),
-              (crops, f"Zoomed crops (x{ZOOM}), left to right: PAN, upsampled MS, {best_name} (the classical method with "
-                      "the highest HQNR), TRA-PAN; top row: the tile where TRA-PAN's HQNR is best, bottom row: worst "
+              (crops, f"Zoomed crops (x{ZOOM}), left to right: PAN, upsampled MS, {best_name} (the classical method "
+                      "with the highest HQNR), TRA-PAN; top row: the tile where TRA-PAN's HQNR is best, bottom row: worst "
                       f"(windows y0, y1, x0, x1: {windows['best']}, {windows['worst']})."),
               (qa_png, f"Per-tile HQNR of the TRA-PAN run (the store's QA layer) over the result: brighter tint = "
                        f"higher, from {worst:.4f} (dark) to {best:.4f} (bright).")]

@@ -129,7 +129,8 @@ def crops_png(path: str, windows: Mapping[str, tuple[int, int, int, int]], pan: 
         limits = stretch_limits(first[[r, g, b], y0:y1, x0:x1].astype(np.float64), valid=valid)
         grey = stretch(pan[None, y0:y1, x0:x1].astype(np.float64), valid=valid)
         cells = [np.repeat(grey, 3, axis=0)]
-        cells += [stretch(image[[r, g, b], y0:y1, x0:x1].astype(np.float64), limits=limits) for image in panels.values()]
+        cells += [stretch(image[[r, g, b], y0:y1, x0:x1].astype(np.float64), limits=limits)
+                  for image in panels.values()]
         cells = [np.kron(np.moveaxis(c, 0, -1), np.ones((zoom, zoom, 1), np.float32)) for c in cells]
         gap = np.ones((cells[0].shape[0], GAP_PX, 3), np.float32)
         rows.append(np.concatenate([x for c in cells for x in (c, gap)][:-1], axis=1))
