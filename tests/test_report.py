@@ -4,6 +4,7 @@ and images have the sizes their windows and the scene give."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from html import escape
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from trapan_cloud.jobs import run_demo
+from trapan_cloud.progress import LineProgress
 from trapan_cloud.registry import names
 from trapan_cloud.report import CROP_PX, FR_KEYS, GAP_PX, QA_MAP_MAX_PX, ZOOM, crop_windows
 from trapan_cloud.samples import load_sample
@@ -24,12 +26,20 @@ TILE = 256  # the 600-px sample in 3 x 3 tiles, so the best and the worst tile d
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    summary = run_demo(str(out), preset="fast", tile=TILE, progress=None)
-    return out, summary, json.loads((out / "report.json").read_text())
+    lines = io.StringIO()
+    summary = run_demo(str(out), preset="fast", tile=TILE, progress=LineProgress(lines))
+    return out, summary, json.loads((out / "report.json").read_text()), lines.getvalue()
+
+
+def test_demo_shows_its_progress(demo):
+    *_, lines = demo
+    phases = list(dict.fromkeys(line.split(":")[0].split()[1] for line in lines.splitlines()))
+    assert phases == ["open", "cluster", "scan", "prior", "tiles", "finalize", "report"]
+    assert lines.splitlines()[-1].startswith("trapan report: done in ")
 
 
 def test_table_has_both_judges_for_trapan_and_every_classical_method(demo):
-    out, summary, report = demo
+    out, summary, report, _ = demo
     rows = report["results"]
     assert list(rows) == ["trapan (tiled, Dask)", *names(classical=True)]
     for name, row in rows.items():
@@ -46,7 +56,7 @@ def test_table_has_both_judges_for_trapan_and_every_classical_method(demo):
 
 
 def test_crops_show_the_best_and_worst_tiles_side_by_side(demo):
-    out, _, report = demo
+    out, _, report, _ = demo
     store = open_store(str(out / "fused.zarr"))
     hqnr = store.qa()["hqnr"]
     windows = {k: tuple(v) for k, v in report["meta"]["crop_windows"].items()}
@@ -68,7 +78,7 @@ def test_crops_show_the_best_and_worst_tiles_side_by_side(demo):
 
 
 def test_qa_map_covers_the_scene_and_the_report_names_its_range(demo):
-    out, _, report = demo
+    out, _, report, _ = demo
     store = open_store(str(out / "fused.zarr"))
     hqnr = store.qa()["hqnr"]
     H, W = load_sample("sn6-1").pan.shape
