@@ -301,11 +301,6 @@ def client_for(address: str | None = None, *, client: Client | None = None, gpu:
             client.close()
 
 
-def _has_bokeh() -> bool:
-    """Whether bokeh can be imported here (run on the scheduler: it serves the dashboard pages only with bokeh)."""
-    return importlib.util.find_spec("bokeh") is not None
-
-
 def dashboard_link(client: Client) -> str | None:
     """The dashboard URL of the client's scheduler, or None when it serves none.
 
@@ -313,7 +308,9 @@ def dashboard_link(client: Client) -> str | None:
     where the scheduler runs (``pip install 'trapan_cloud[dashboard]'``).
     """
     try:
-        served = client.run_on_scheduler(_has_bokeh) and "dashboard" in client.scheduler_info().get("services", {})
+        # a lambda travels by value: the scheduler need not have trapan_cloud installed
+        has_bokeh = client.run_on_scheduler(lambda: importlib.util.find_spec("bokeh") is not None)
+        served = has_bokeh and "dashboard" in client.scheduler_info().get("services", {})
     except Exception:  # noqa: BLE001 - a scheduler that cannot answer simply has no link to show
         return None
     return client.dashboard_link if served else None
