@@ -34,9 +34,22 @@ EXIT_CODES = (f"Exit status: 0 when the command did all it was asked; {EXIT_ERRO
               f"{EXIT_INTERRUPTED} when interrupted.")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time: a live progress display on a terminal redirects it, so log
+    lines print above the bars instead of through them."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The stream is always the current sys.stderr."""
+
+
 def _configure_logging(verbose: int, quiet: int) -> None:
     level = max(logging.DEBUG, logging.WARNING - 10 * verbose + 10 * quiet)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("trapan_cloud")
     root.handlers[:] = [handler]

@@ -152,33 +152,36 @@ class LineProgress(RunProgress):
 
 
 class RichProgress(RunProgress):
-    """A live rich display on a terminal: one row per phase with its bar, count, rate, elapsed time and ETA."""
+    """A live rich display on a terminal: one row per phase with its bar, count, rate, time taken and ETA."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         super().__init__()
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+                                   TimeRemainingColumn)
 
+        # the phase's own time (rich's elapsed column would start when the row is added, after a checked phase)
         self._bars = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                              TimeRemainingColumn(),
-                              console=Console(file=stream or sys.stderr), transient=False)
+                              TaskProgressColumn(), TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[took]}"),
+                              TimeRemainingColumn(), console=Console(file=stream or sys.stderr), transient=False)
         self._task: Any = None
 
     def _start(self, detail: str) -> None:
         if self._task is None and not self._bars.live.is_started:
             self._bars.start()
-        self._task = self._bars.add_task(" ".join(x for x in (self.name, detail) if x), total=self.total, rate="")
+        self._task = self._bars.add_task(" ".join(x for x in (self.name, detail) if x), total=self.total, rate="",
+                                         took="")
 
     def _step(self) -> None:
-        self._bars.update(self._task, completed=self.n, rate=f"{self.rate():.3g}/s")
+        self._bars.update(self._task, completed=self.n, rate=f"{self.rate():.3g}/s",
+                          took=_clock(time.monotonic() - self.t0))
 
     def _finish(self, seconds: float, completed: bool) -> None:
         if completed:
-            self._bars.update(self._task, total=self.total or self.n or 1, completed=self.total or self.n or 1)
+            self._bars.update(self._task, total=self.total or self.n or 1, completed=self.total or self.n or 1,
+                              took=_clock(seconds))
         else:
-            self._bars.update(self._task, description=f"{self.name} (stopped)")
+            self._bars.update(self._task, description=f"{self.name} (stopped)", took=_clock(seconds))
 
     def close(self, completed: bool = True) -> None:
         super().close(completed)
