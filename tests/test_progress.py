@@ -40,10 +40,10 @@ def item(tmp_path_factory) -> str:
     return write_sample_item(sample, str(tmp_path_factory.mktemp("prog")))
 
 
-def test_piped_run_and_resume_print_json_on_stdout_and_one_progress_line_per_event(item, tmp_path):
-    """run → resume, each with ``--json -`` into json.loads (status and evaluate: tests/test_cli_contract.py; batch:
-    tests/test_cli.py); the run's stderr is one plain line per progress event (no carriage returns), naming every
-    phase, with the prior's step count and the tiles; ``-q`` silences the progress."""
+def test_piped_commands_print_json_on_stdout_and_one_progress_line_per_event(item, tmp_path):
+    """run → status → evaluate → resume, each with ``--json -`` into json.loads (batch: tests/test_cli.py); the run's
+    stderr is one plain line per progress event (no carriage returns), naming every phase, with the prior's step
+    count and the tiles; ``-q`` silences the progress."""
     out, cog = str(tmp_path / "run.zarr"), str(tmp_path / "run.tif")
     run = trapan("run", "--stac", item, "--out", out, "--tile", "64", "--overlap", "16", "--preset", "fast",
                  "--json", "-", "--cog", cog)
@@ -67,6 +67,12 @@ def test_piped_run_and_resume_print_json_on_stdout_and_one_progress_line_per_eve
     # the rate limit (one step line per 10 s by default) holds: a few seconds of tiles give start, last, end
     assert len([t for p, t in lines if p == "tiles"]) <= 4
 
+    status = trapan("status", out, "--json", "-")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["tiles_done"] == 4 and status.stderr == ""
+    evaluate = trapan("evaluate", "--stac", item, "--fused", out, "--json", "-")
+    assert evaluate.returncode == 0, evaluate.stderr
+    assert 0 < json.loads(evaluate.stdout)["HQNR"] <= 1
     resume = trapan("resume", out, "--json", "-")
     assert resume.returncode == 0, resume.stderr
     assert json.loads(resume.stdout)["tiles_computed"] == 0
