@@ -130,6 +130,7 @@ def test_batch_over_a_local_catalog_then_nothing_to_do(tmp_path):
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["counts"]["done"] == 3  # --json -: only JSON on stdout
+    assert first.stderr.count("trapan prior: done in ") == 3  # the progress of every item, on stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "catalog.json", "trapan-sample-sn6-1.zarr", "trapan-sample-sn6-2.zarr", "trapan-sample-sn6-3.zarr"]
     second = runner.invoke(main, args)

@@ -38,6 +38,9 @@ __all__ = (
     "StoreExistsError",
     "CorruptStoreError",
     "IncompleteRunError",
+    "WorkerSettings",
+    "configure_cluster",
+    "worker_config",
     "__version__",
 )
 
@@ -68,6 +71,9 @@ _LAZY = {
     "StoreExistsError": ("trapan_cloud.errors", "StoreExistsError"),
     "CorruptStoreError": ("trapan_cloud.errors", "CorruptStoreError"),
     "IncompleteRunError": ("trapan_cloud.errors", "IncompleteRunError"),
+    "WorkerSettings": ("trapan_cloud.cluster", "WorkerSettings"),
+    "configure_cluster": ("trapan_cloud.cluster", "configure_cluster"),
+    "worker_config": ("trapan_cloud.cluster", "worker_config"),
 }
 
 

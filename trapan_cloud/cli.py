@@ -2,9 +2,10 @@
 
 Results go to stdout, logs and progress to stderr; with ``--json -`` stdout carries the JSON document alone. Every
 check that needs no cluster (flags, inputs, the output and the overwrite rule, ``--cog``/``--json`` destinations,
-``--config``) runs before a cluster is started, and any error is one line on stderr. Heavy rooms (torch, dask) are
-imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast. Shared flags are the ``*_opt`` decorators below, with one meaning
-each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
+``--config``) runs before a cluster is started, and any error is one line on stderr. Run progress (`progress.py`:
+phases, step counts, rate, ETA) goes to stderr once those checks have passed and the cluster is up.
+Heavy rooms (torch, dask) are imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast.
+Shared flags are the ``*_opt`` decorators below, with one meaning each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from functools import wraps
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ import click
 
 from . import __version__
 from .errors import CorruptStoreError, IncompleteRunError, TrapanError
+from .redaction import redact
 from .registry import names
 
 log = logging.getLogger("trapan_cloud")
@@ -31,9 +34,22 @@ EXIT_CODES = (f"Exit status: 0 when the command did all it was asked; {EXIT_ERRO
               f"{EXIT_INTERRUPTED} when interrupted.")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time: a live progress display on a terminal redirects it, so log
+    lines print above the bars instead of through them."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The stream is always the current sys.stderr."""
+
+
 def _configure_logging(verbose: int, quiet: int) -> None:
     level = max(logging.DEBUG, logging.WARNING - 10 * verbose + 10 * quiet)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("trapan_cloud")
     root.handlers[:] = [handler]
@@ -72,8 +88,6 @@ class _Failure(click.ClickException):
     """One line on stderr and the exit status of its error class."""
 
     def __init__(self, exc: TrapanError) -> None:
-        from .redaction import redact
-
         super().__init__(redact(f"{type(exc).__name__}: {exc}"))
         self.exit_code = EXIT_INCOMPLETE if isinstance(exc, IncompleteRunError) else EXIT_ERROR
 
@@ -176,16 +190,22 @@ def _emit(payload: dict, json_out: str | None, text: str) -> None:
             json.dump(payload, f, indent=1, default=str)
 
 
-class _TileProgress:
-    """A tqdm-like counter on stderr, advanced by the run once per finished tile (it sets ``total``)."""
+def _progress(opened: tuple[str, float] | None = None, cluster: tuple[str, float] | None = None) -> Any:
+    """The command's progress on stderr (`progress.for_stderr`: None under -q), closed as stopped, not done, should
+    the command stop early.
 
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.n = 0
+    Created once the checks have passed and the cluster is up, so that a refused input or an unreachable scheduler
+    is the one line on stderr; it then announces those phases, ``(detail, time.monotonic() at their start)``.
+    """
+    from .progress import enter_phase, for_stderr
 
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        click.echo(f"\rtiles {self.n}/{self.total}", err=True, nl=self.n >= (self.total or 0))
+    progress = for_stderr()
+    if progress is not None:
+        click.get_current_context().call_on_close(lambda: progress.close(completed=False))
+    for name, phase in (("open", opened), ("cluster", cluster)):
+        if phase is not None:
+            enter_phase(progress, name, detail=redact(phase[0]), t0=phase[1])
+    return progress
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
@@ -237,7 +257,9 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
     """Pansharpen a scene tile by tile on Dask and write a georeferenced, resumable Zarr store (every check that
     needs no cluster, --overwrite's rule included, is made before one starts)."""
     from . import runner
+    from .progress import enter_phase
 
+    t_open = time.monotonic()
     _check_json_dest(json_out)
     config = _config(preset, config_file)
     scene = _scene(stac, pan, ms, sensor)
@@ -254,10 +276,19 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
     runner.check_run(scene, out, opts)  # inputs, plan, output: all before the cluster
     from .cluster import client_for
 
+    t_cluster = time.monotonic()
     with client_for(scheduler, gpu=gpu) as client:
-        result = runner.run(scene, out, client=client, progress=_TileProgress(), options=opts)
-    from .store import publish
-    extra = publish(out, cog_path, overwrite) if result.complete else {}  # the COG, and the item that lists it
+        progress = _progress((stac or pan or "", t_open), (scheduler or "embedded", t_cluster))
+        result = runner.run(scene, out, client=client, progress=progress, options=opts)
+    extra = {}
+    if result.complete:
+        from .store import publish
+
+        if cog_path:
+            enter_phase(progress, "export", detail=redact(cog_path))
+        extra = publish(out, cog_path, overwrite)  # the COG, and the item that lists it
+    if progress is not None:
+        progress.close(completed=result.complete)
     _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
         raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
@@ -274,16 +305,23 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
     from . import runner
     from .store import open_store
 
+    t_open = time.monotonic()
     out = _store(out, out_opt)
     _check_json_dest(json_out)
     if open_store(out).status == "complete":  # nothing to compute: no cluster (a missing store is refused here)
-        result = runner.resume(out, progress=_TileProgress(), gpu=gpu)
+        progress = _progress((out, t_open))
+        result = runner.resume(out, progress=progress, gpu=gpu)
     else:
         from .cluster import client_for
 
+        t_cluster = time.monotonic()
         with client_for(scheduler, gpu=gpu) as client:
-            result = runner.resume(out, client=client, progress=_TileProgress(), gpu=gpu)
+            progress = _progress((out, t_open), (scheduler or "embedded", t_cluster))
+            result = runner.resume(out, client=client, progress=progress, gpu=gpu)
+    if progress is not None:
+        progress.close(completed=result.complete)
     from .store import publish
+
     extra = publish(out) if result.complete else {}
     _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
@@ -368,11 +406,15 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
 
     _check_json_dest(json_out)
     config = _config(preset, config_file)
+    t_cluster = time.monotonic()
     with client_for(scheduler, gpu=gpu) as client:
+        progress = _progress(cluster=(scheduler or "embedded", t_cluster))
         result = run_batch(catalog, out_prefix, config=config, client=client, api=api,
                            collections=collections.split(",") if collections else None,
                            bbox=[float(v) for v in bbox.split(",")] if bbox else None, datetime=datetime_,
-                           tile=tile, gpu=gpu)
+                           tile=tile, gpu=gpu, progress=progress)
+    if progress is not None:
+        progress.close(completed=not result.failed)
     _emit(json.loads(result.to_json()), json_out, result.table())
     if result.failed:
         raise _Failure(IncompleteRunError(f"{len(result.failed)} item(s) failed; see the table; run the batch again "

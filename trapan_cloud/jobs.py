@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import InputError
 from .qa import Q_BLOCK, evaluation_window
+from .redaction import redact
 from .scene.model import as_scene
 from .validate import validity
 
@@ -136,48 +137,95 @@ def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -
 
 
 def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str | None = None,
-             sample: str = "sn6-1", tile: int = 512) -> str:
+             sample: str = "sn6-1", tile: int = 512, progress: Any = "stderr") -> str:
     """The main job on a bundled real sample; returns a short text summary.
 
     ``tile`` defaults to `trapan run`'s core, so the demo shows what a user's run gives (``bench/tiling.py``: smaller
-    cores train each pixel more with the same config and score a lower HQNR than the whole image).
+    cores train each pixel more with the same config and score a lower HQNR than the whole image). ``progress``:
+    "stderr" shows the run's phases as `trapan run` does (`progress.for_stderr`), or give any progress `run` takes
+    (None: silent).
 
     Writes the sample as COGs + a STAC item, opens it lazily, runs TRA-PAN tile by tile on Dask into a Zarr store,
-    then scores the result and every classical baseline with the toolbox's full-resolution indices, and writes a
-    quicklook PNG (upsampled MS vs fused) and report.json / report.html. The store holds the product's STAC item.
+    then scores the result and every classical baseline with the toolbox's full-resolution indices (HQNR and its
+    distortions, and the reprojection protocol's R- indices and D_rho), and writes report.json / report.html with: a
+    quicklook (upsampled MS vs fused), zoomed crops of the same windows (PAN, upsampled MS, the classical method with
+    the highest HQNR, TRA-PAN) at the tiles where TRA-PAN's own HQNR is best and worst, and the per-tile HQNR map read
+    from the store's QA arrays. The store holds the product's STAC item.
     """
+    from .progress import for_stderr
+
+    progress = for_stderr() if progress == "stderr" else progress
+    try:
+        summary = _demo(out_dir, preset, scheduler, sample, tile, progress)
+    except BaseException:
+        if hasattr(progress, "close"):
+            progress.close(completed=False)
+        raise
+    if hasattr(progress, "close"):
+        progress.close()
+    return summary
+
+
+def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: int, progress: Any) -> str:
+    """`run_demo`'s work, its phases reported to ``progress``."""
     from . import runner
     from .cluster import client_for
     from .method.config import TrapanConfig
     from .physics import interp23tap
+    from .progress import enter_phase
     from .registry import names
-    from .report import FR_KEYS, markdown_table, quicklook_png, write_report
+    from .report import (FR_KEYS, ZOOM, crop_windows, crops_png, markdown_table, qa_map_png, quicklook_png,
+                         write_report)
     from .samples import load_sample, write_sample_item
     from .store import open_result, open_store
 
+    t_open = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
     scene = as_scene(write_sample_item(load_sample(sample), os.path.join(out_dir, "inputs")))
     store = os.path.join(out_dir, "fused.zarr")
-    with client_for(scheduler) as client:
+    t_cluster = time.monotonic()
+    with client_for(scheduler) as client:  # phases announced once passed, as `trapan run` does
+        enter_phase(progress, "open", detail=sample, t0=t_open)
+        enter_phase(progress, "cluster", detail=redact(scheduler or "embedded"), t0=t_cluster)
         result = runner.run(scene, store, config=getattr(TrapanConfig, preset)(), client=client, tile=tile,
-                              overwrite=True)
+                            overwrite=True, progress=progress)
+    enter_phase(progress, "report", detail=out_dir)
     pan, ms = scene.arrays()
     sensor, ratio, nodata = scene.meta.sensor, scene.meta.ratio, scene.meta.nodata
     fused = np.asarray(open_result(store)["fused"].values, dtype=np.float64)
     rows: dict[str, dict] = {"trapan (tiled, Dask)": {**score_full_resolution(fused, pan, ms, sensor, ratio, nodata),
                                                       "seconds": float(result.seconds_total)}}
+    best_name, best_fused = "", None
     for method in names(classical=True):
         t0 = time.perf_counter()
         other = fuse_whole(pan, ms, sensor, ratio, nodata, method)  # the arrays loaded once above
         seconds = time.perf_counter() - t0
         rows[method] = {**score_full_resolution(other, pan, ms, sensor, ratio, nodata), "seconds": seconds}
+        if best_fused is None or rows[method]["HQNR"] > rows[best_name]["HQNR"]:
+            best_name, best_fused = method, other
+    upsampled = interp23tap(ms, ratio)
+    bands = scene.meta.band_names
     png = quicklook_png(os.path.join(out_dir, "quicklook.png"),
-                        {"MS (23-tap upsampled)": interp23tap(ms, ratio), "TRA-PAN fused": fused},
-                        scene.meta.band_names, nodata)
+                        {"MS (23-tap upsampled)": upsampled, "TRA-PAN fused": fused}, bands, nodata)
+    st = open_store(store)
+    hqnr = st.qa()["hqnr"]
+    windows = crop_windows(hqnr, st.plan.tiles)
+    crops = crops_png(os.path.join(out_dir, "crops.png"), windows, pan,
+                      {"MS (23-tap upsampled)": upsampled, best_name: best_fused, "TRA-PAN": fused}, bands, nodata)
+    qa_png, (worst, best) = qa_map_png(os.path.join(out_dir, "qa_map.png"), hqnr, st.plan.tiles, fused, bands, nodata)
     keys = (*FR_KEYS, "seconds")
-    item = open_store(store).item_url
+    item = st.item_url
     meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "item": item,
-            "tile_px": tile, "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"]}
-    json_path, html_path = write_report(out_dir, f"trapan_cloud demo: {sample}", rows, keys, meta, [png])
-    return (markdown_table(rows, keys) + f"\n\nstore: {store}\nSTAC item: {item}\nquicklook: {png}\n"
-            f"report: {html_path} ({json_path})")
+            "tile_px": tile,
+            "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"],
+            "best_classical": best_name, "crop_windows": windows,
+            "tile_hqnr": [[None if not math.isfinite(v) else round(float(v), 4) for v in row] for row in hqnr]}
+    images = [(png, "Quicklook: the 23-tap upsampled MS and the TRA-PAN result, one stretch."),
+              (crops, f"Zoomed crops (x{ZOOM}), left to right: PAN, upsampled MS, {best_name} (the classical method "
+                      "with the highest HQNR), TRA-PAN; top row: the tile where TRA-PAN's HQNR is best, bottom row: worst "
+                      f"(windows y0, y1, x0, x1: {windows['best']}, {windows['worst']})."),
+              (qa_png, f"Per-tile HQNR of the TRA-PAN run (the store's QA layer) over the result: brighter tint = "
+                       f"higher, from {worst:.4f} (dark) to {best:.4f} (bright).")]
+    json_path, html_path = write_report(out_dir, f"trapan_cloud demo: {sample}", rows, keys, meta, images)
+    return (markdown_table(rows, keys) + f"\n\nstore: {store}\nSTAC item: {item}\nquicklook: {png}\ncrops: {crops}"
+            f"\nQA map: {qa_png}\nreport: {html_path} ({json_path})")

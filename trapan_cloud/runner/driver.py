@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..progress import enter_phase
 from ..redaction import redact, refuse_credentials
 from ..scene.fingerprint import absolute
 from .manifest import RunManifest, check_resume
@@ -67,14 +68,16 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
             raise InputError("gpu: no worker of this cluster advertises the resource GPU; start workers with "
                              "`dask worker ... --resources GPU=1` or drop gpu")
         check_memory(job, worker_memory_bytes(cluster))  # the workers may have less memory than this machine
+        enter_phase(progress, "scan")
         with _timed(seconds, "scan"):
             counts = valid_counts(job, cluster)
         with _timed(seconds, "prior"):
-            prior_bytes, prior_hash = ensure_prior(job, cluster, opts, counts, stored)
+            prior_bytes, prior_hash = ensure_prior(job, cluster, opts, counts, stored, progress)
         store = stored or _create_store(out, job, opts, prior_bytes, prior_hash)
         n_before = int(np.asarray(store.done(), dtype=bool).sum())
         with _timed(seconds, "tiles"):
             tally = drive_tiles(job, cluster, store, opts, prior_bytes, progress)
+        enter_phase(progress, "finalize")
         with _timed(seconds, "finalize"):
             complete = _finalize(store, job, tally.errors, opts.keep_tiles)
     seconds["total"] = time.perf_counter() - t_start

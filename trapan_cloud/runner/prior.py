@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..progress import enter_phase, submit_counting_steps
 from ..tiling import Tile, TilePlan
 from .options import RunOptions
 from .plan import Job
@@ -71,9 +72,9 @@ def prior_sample(plan: TilePlan, counts: np.ndarray, k: int) -> list[Tile]:
 
 
 def ensure_prior(job: Job, client: Any, options: RunOptions, counts: np.ndarray,
-                 stored: Any) -> tuple[bytes | None, str | None]:
+                 stored: Any, progress: Any = None) -> tuple[bytes | None, str | None]:
     """The prior's bytes and hash: none for a method without one, the stored one on resume, else fitted once on a
-    worker (a GPU one with ``gpu``) from `prior_sample`."""
+    worker (a GPU one with ``gpu``) from `prior_sample`, its steps counted into ``progress``'s phase "prior"."""
     if not job.method.needs_prior:
         return None, None
     if stored is not None and stored.manifest.get("prior_hash"):
@@ -82,7 +83,9 @@ def ensure_prior(job: Job, client: Any, options: RunOptions, counts: np.ndarray,
     sample = prior_sample(job.plan, counts, int(options.prior_tiles))
     log.info("fitting the prior on %d tile(s): %s", len(sample), [t.index for t in sample])
     pan, ms = scene_dask(job)
-    fut = client.submit(fit_prior_task, job.method, [window(pan, ms, t) for t in sample], job.sensor, job.config,
-                        int(options.seed), job.nodata, options.runtime, resources=options.resources, pure=False,
-                        retries=1)
-    return fut.result()
+    steps = job.method.describe(job.config, job.plan.slot_px, len(sample)).prior or {}
+    enter_phase(progress, "prior", sum(v for k, v in steps.items() if k.endswith("_steps")) or None,
+                f"on {len(sample)} tile(s)")
+    return submit_counting_steps(client, progress, fit_prior_task, job.method, [window(pan, ms, t) for t in sample],
+                                 job.sensor, job.config, int(options.seed), job.nodata, options.runtime,
+                                 resources=options.resources, pure=False, retries=1)

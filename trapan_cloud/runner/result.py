@@ -86,11 +86,15 @@ class Tally:
 
 def progress_adapter(progress: Any, iterable: Iterable[Any], total: int) -> tuple[Iterable[Any], Callable[[], None]]:
     """Adapt ``progress``: a tqdm-like object (``update``), a wrapper class/function (``tqdm``), or a plain callable.
+    One that tracks phases (`trapan_cloud.progress.RunProgress`) enters the phase "tiles" with ``total`` steps.
 
     Returns the iterable to loop over and the function to call once per finished tile.
     """
     if progress is None:
         return iterable, lambda: None
+    if hasattr(progress, "phase"):
+        progress.phase("tiles", total=total)
+        return iterable, lambda: progress.update(1)
     if hasattr(progress, "update"):
         if getattr(progress, "total", 0) is None:
             progress.total = total
