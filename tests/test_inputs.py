@@ -44,13 +44,14 @@ def write_pair(d, crop, pan, ms, nodata: float | None = 0) -> tuple[str, str]:
 
 
 def run_pair(client, d, crop, pan, ms, nodata: float | None = 0, **kwargs) -> tuple[np.ndarray, dict]:
-    """Run the pair in ``d``; the fused array and the store's attributes."""
+    """Run the pair in ``d``; the fused array and the store's attributes (with its per-tile QA under ``"qa"``)."""
     p, m = write_pair(d, crop, pan, ms, nodata)
     out = os.path.join(d, "run.zarr")
     res = run(open_scene(pan=p, ms=m, sensor="WV2"), out, client=client, **{**RUN, **kwargs})
     assert res.complete
     ds = open_result(out)
-    return ds["fused"].values, dict(open_store(out).info)
+    store = open_store(out)
+    return ds["fused"].values, {**store.info, "qa": store.qa()}
 
 
 def hqnr(fused, pan, ms, k: float = 1.0) -> float:
@@ -98,6 +99,33 @@ def test_float_run_is_the_uint16_run_divided_by_the_scale(by_dtype):
     q_dn = hqnr(dn, *by_dtype["uint16"][2:])
     q_float = hqnr(f, *by_dtype["float32"][2:], k=SCALE)
     assert abs(q_float - q_dn) < 0.01, (q_float, q_dn)  # the uint16 product clipped the undershoots
+
+
+def test_tile_qa_is_on_the_sensor_scale_whatever_the_input_scale(by_dtype):
+    """The store's per-tile HQNR scores the same image alike in DN, 8 bits or reflectance (Q2n casts to uint16)."""
+    ref = by_dtype["uint16"][1]["qa"]["hqnr"]
+    assert np.isfinite(ref).all() and ref.min() > 0.5
+    for name in ("int16", "float32"):
+        np.testing.assert_allclose(by_dtype[name][1]["qa"]["hqnr"], ref, atol=0.03, err_msg=name)
+    # (uint8: this crop's DN < 4 round to 0, the nodata value, in every tile, so no uint8 tile is scored)
+
+
+def test_baseline_cog_keeps_the_input_scale(by_dtype, crop, tmp_path):
+    """`trapan baseline` on 0-1 reflectance writes float32 on that scale (not a uint16 COG rounded to 0 and 1)."""
+    import rasterio
+
+    from trapan_cloud.jobs import write_baseline
+
+    cogs = {}
+    for name, k in (("uint16", 1.0), ("float32", SCALE)):
+        p, m = write_pair(str(tmp_path / name), crop, by_dtype[name][2], by_dtype[name][3])
+        cogs[name] = write_baseline(open_scene(pan=p, ms=m, sensor="WV2"), "mtf-glp-fs", str(tmp_path / f"{name}.tif"))
+    with rasterio.open(cogs["uint16"]) as a, rasterio.open(cogs["float32"]) as b:
+        dn, f = a.read().astype(np.float64), b.read()
+    assert f.dtype == np.float32 and 0 < f.max() <= 1.5
+    inside = (dn > 1) & (dn < SCALE)  # the uint16 COG clips to 0..2047, the float one keeps over- and undershoots
+    np.testing.assert_allclose(f[inside] * SCALE, dn[inside], atol=0.5 + 1e-2)
+    assert (f[dn == SCALE] * SCALE > SCALE - 0.5).all()
 
 
 def test_uint8_run_follows_the_uint16_run(by_dtype):

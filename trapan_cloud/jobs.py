@@ -16,7 +16,7 @@ from .errors import InputError
 from .qa import Q_BLOCK, evaluation_window
 from .redaction import redact
 from .scene.model import as_scene
-from .validate import validity
+from .validate import full_scale, on_sensor_scale, validity
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,20 @@ def load_fused(path: str) -> np.ndarray:
 
 def score_full_resolution(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int,
                           nodata: float | None = 0) -> dict:
-    """Toolbox full-resolution indices on the largest block-aligned window, plus the share of nodata pixels in it."""
+    """Toolbox full-resolution indices on the largest block-aligned window, plus the share of nodata pixels in it.
+
+    Values on another full scale than the sensor's DN (0-1 reflectance, 8 bits: `validate.full_scale`) are mapped onto
+    its DN range first, as the toolbox's uint16 Q2n needs; the indices are ratios, so this changes no DN result."""
     from .metrics import full_resolution
+    from .sensors import get_sensor
 
     H, W = evaluation_window(pan.shape, ratio)
     if H == 0 or W == 0:
         step = math.lcm(Q_BLOCK, ratio)
         raise InputError(f"fused: the image {pan.shape} is smaller than one {step}-px evaluation block")
     f, p, m = fused[:, :H, :W], pan[:H, :W], ms[:, : H // ratio, : W // ratio]
+    max_dn = get_sensor(sensor).max_dn
+    f, p, m = on_sensor_scale((f, p, m), full_scale([(pan, ms)], max_dn, nodata), max_dn)
     scores = full_resolution(f, p, m, sensor, ratio=ratio)
     scores["window_px"] = f"{H}x{W}"
     scores["nodata_fraction"] = float(1.0 - validity(p, m, ratio, nodata)[0].mean())
@@ -118,13 +124,15 @@ def fuse_whole(pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int, nodata:
 
 
 def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -> str:
-    """Run ``method`` on the whole scene and write a COG on the PAN grid (uint16 DN, rounded and clipped).
+    """Run ``method`` on the whole scene and write a COG on the PAN grid, in the input's dtype as `run`'s ``dtype="auto"``
+    chooses it (integer DN rounded and clipped to the sensor's range; float inputs such as 0-1 reflectance as float32).
 
     An existing ``out`` is refused unless ``overwrite``, and even then replaced only if this project wrote it
     (`geotiff.check_cog_target`); both are checked before any work."""
     from affine import Affine
 
     from .geotiff import check_cog_target, write_cog
+    from .runner.plan import resolve_dtype
     from .sensors import get_sensor
 
     check_cog_target(out, overwrite, what="out")
@@ -132,7 +140,12 @@ def write_baseline(scene: Any, method: str, out: str, overwrite: bool = False) -
     meta = sc.meta
     pan, ms = sc.arrays()
     fused = fuse_whole(pan, ms, meta.sensor, meta.ratio, meta.nodata, method)
-    data = np.clip(np.rint(fused), 0, get_sensor(meta.sensor).max_dn).astype(np.uint16)
+    sensor = get_sensor(meta.sensor)
+    out_dtype = np.dtype(resolve_dtype("auto", sc.pan.dtype, sensor))
+    if out_dtype.kind == "f":
+        data = fused.astype(out_dtype)
+    else:
+        data = np.clip(np.rint(fused), 0, min(np.iinfo(out_dtype).max, sensor.max_dn)).astype(out_dtype)
     return write_cog(out, data, Affine(*meta.pan_transform), meta.crs, meta.nodata, meta.band_names)
 
 

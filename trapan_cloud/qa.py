@@ -78,10 +78,13 @@ def score_window(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: str
     """HQNR, D_λ^K and D_s of ``fused`` (B, H, W) DN on the largest evaluation window inside ``window``
     (y0, y1, x0, x1).
 
-    Scored on values clipped at 0, as the stored DN are; NaN where no window fits or it holds nodata. A metric that
-    refuses the window gives NaN and its message (second value): quality control never fails a good tile.
+    Scored on values clipped at 0, as the stored DN are, mapped onto the sensor's DN range when the input is on another
+    full scale (`validate.full_scale`: 0-1 reflectance, 8 bits); NaN where no window fits or it holds nodata. A metric
+    that refuses the window gives NaN and its message (second value): quality control never fails a good tile.
     """
     from . import metrics
+    from .sensors import get_sensor
+    from .validate import full_scale, on_sensor_scale
 
     y0, y1, x0, x1 = window
     h, w = evaluation_window((y1 - y0, x1 - x0), ratio)
@@ -89,10 +92,12 @@ def score_window(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: str
     if h == 0 or w == 0 or not valid[y0:y0 + h, x0:x0 + w].all():
         return out, None
     r = ratio
+    f, m, p = (np.clip(fused[:, y0:y0 + h, x0:x0 + w], 0.0, None), ms[:, y0 // r:(y0 + h) // r, x0 // r:(x0 + w) // r],
+               pan[y0:y0 + h, x0:x0 + w])
+    max_dn = get_sensor(sensor).max_dn
+    f, m, p = on_sensor_scale((f, m, p), full_scale([(p, m)], max_dn, None), max_dn)
     try:
-        q, dl, ds = metrics.hqnr(np.clip(fused[:, y0:y0 + h, x0:x0 + w], 0.0, None),
-                                 ms[:, y0 // r:(y0 + h) // r, x0 // r:(x0 + w) // r], pan[y0:y0 + h, x0:x0 + w],
-                                 sensor, r)
+        q, dl, ds = metrics.hqnr(f, m, p, sensor, r)
     except InputError as exc:
         return out, str(exc)
     return {"hqnr": float(q), "d_lambda_k": float(dl), "d_s": float(ds)}, None

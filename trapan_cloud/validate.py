@@ -175,3 +175,16 @@ def full_scale(pairs: Sequence[tuple[Any, Any]], max_dn: float, nodata: float | 
             v = v[np.isfinite(v) & ((v != nodata) if nodata is not None else True)]
             peak = max(peak, float(v.max()) if v.size else 0.0)
     return next((s for s in (*FLOAT_SCALES, top) if peak <= s), top)
+
+
+def on_sensor_scale(arrays: Sequence[np.ndarray], scale: float, max_dn: float) -> list[np.ndarray]:
+    """``arrays`` on the full scale ``scale`` mapped onto the sensor's DN range (0..``max_dn``), as the toolbox's
+    Q2n, which casts to uint16, needs: a 0-1 reflectance scored as is would round to 0 and 1.
+
+    >>> [a.tolist() for a in on_sensor_scale([np.array([0.5, 1.0])], 1.0, 2047)]
+    [[1023.5, 2047.0]]
+    """
+    if scale == max_dn:
+        return list(arrays)
+    k = float(max_dn) / float(scale)
+    return [a * k for a in arrays]

@@ -21,7 +21,7 @@ from .. import metrics, physics
 from ..errors import InputError
 from ..qa import Q_BLOCK, evaluation_window
 from ..sensors import Sensor
-from ..validate import full_scale, validity
+from ..validate import full_scale, on_sensor_scale, validity
 from .config import CLASSICAL_BASES
 from .losses import block_uqi
 
@@ -92,9 +92,8 @@ def indices(fused: np.ndarray, pan: np.ndarray, ms: np.ndarray, sensor: Sensor, 
     The toolbox's Q2n casts to uint16, so values on another full scale (``scale``, e.g. 1 for reflectance) are mapped
     onto the sensor's DN range first; without it they must be DN."""
     H, W = evaluation_window(pan.shape, ratio)
-    if scale is not None and scale != sensor.max_dn:
-        k = sensor.max_dn / scale
-        fused, pan, ms = fused * k, pan * k, ms * k
+    if scale is not None:
+        fused, pan, ms = on_sensor_scale((fused, pan, ms), scale, sensor.max_dn)
     q, dl, ds = metrics.hqnr(fused[:, :H, :W], ms[:, : H // ratio, : W // ratio], pan[:H, :W], sensor, ratio)
     return {"hqnr": q, "d_lambda_k": dl, "d_s": ds}
 
