@@ -11,6 +11,7 @@ This module sits above `runner` (it is a second composition root, like `cli`): n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -262,6 +263,14 @@ def _store_state(url: str, storage_options: dict | None) -> tuple[str, int | Non
     return ("complete" if store.status == COMPLETE else "incomplete"), len(store.plan.tiles)
 
 
+def _needs_work(url: str, storage_options: dict | None) -> bool:
+    """Whether the item's store is not complete (an unreadable or foreign one counts: `_run_item` reports it)."""
+    try:
+        return _store_state(url, storage_options)[0] != "complete"
+    except Exception:  # noqa: BLE001 - the item's own run names the problem
+        return True
+
+
 def _run_item(item: Any, url: str, shown: str, config: Any, client: Any, storage_options: dict | None,
               run_kwargs: dict[str, Any]) -> ItemOutcome:
     from . import runner
@@ -337,10 +346,13 @@ def run_batch(catalog: Any, out_prefix: str, config: Any = None, client: Any = N
     from .redaction import redact
 
     result = BatchResult(redact(str(out_prefix)))
-    with client_for(client=client, gpu=bool(run_kwargs.get("gpu", False))) as cluster:
+    with contextlib.ExitStack() as stack:
+        cluster = None  # started for the first item with work to do: a batch of finished items starts none
         for n, item in enumerate(found, start=1):
             url = store_url(out_prefix, item.id)
             log.info("item %d/%d: %s", n, len(found), item.id)
+            if cluster is None and _needs_work(url, storage_options):
+                cluster = stack.enter_context(client_for(client=client, gpu=bool(run_kwargs.get("gpu", False))))
             result.items.append(_run_item(item, url, redact(url), config, cluster, storage_options, run_kwargs))
     result.catalog = write_catalog(out_prefix, [store_url(out_prefix, o.item_id) for o in result.items
                                                 if o.status != "failed"], storage_options)

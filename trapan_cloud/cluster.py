@@ -288,17 +288,16 @@ def get_client(address: str | None = None, *, n_workers: int | None = None, thre
 
 @contextlib.contextmanager
 def client_for(address: str | None = None, *, client: Client | None = None, gpu: bool = False) -> Iterator[Client]:
-    """``client`` as is, or `get_client` as a context: an embedded cluster started here is closed on exit (closing
-    its client stops it), a remote one is left running."""
+    """``client`` as is, or `get_client` as a context whose client is closed on exit: an embedded cluster started
+    here stops with it, a remote one keeps running (only this connection ends)."""
     if client is not None:
         yield client
         return
-    client, owned = get_client(address, gpu=gpu)
+    client, _ = get_client(address, gpu=gpu)
     try:
         yield client
     finally:
-        if owned:
-            client.close()
+        client.close()
 
 
 def dashboard_link(client: Client) -> str | None:
