@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 import dask
@@ -49,6 +50,17 @@ class TorchThreads(WorkerPlugin):
             except (TypeError, ValueError):
                 index = 0
             torch.cuda.set_device(index % torch.cuda.device_count())
+
+
+def dask_setup(worker) -> None:  # noqa: ANN001 - distributed.Worker
+    """Worker preload of the embedded cluster: a SIGINT does not interrupt its worker processes.
+
+    They share the terminal's process group with ``trapan``, so a ^C reaches them too. The driver alone acts on it:
+    it stops the run and closes the cluster, which ends the workers. A worker only lowers distributed's log level to
+    ERROR, so the tasks that the close cancels end without a warning each (instead of every worker dying with a
+    traceback). A preload (``Nanny(preload=...)``) runs in the worker's main thread as it starts, also after a restart.
+    """
+    signal.signal(signal.SIGINT, lambda signum, frame: logging.getLogger("distributed").setLevel(logging.ERROR))
 
 
 MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_MMAP_THRESHOLD_": "33554432",
@@ -131,6 +143,7 @@ def get_client(address: str | None = None, *, n_workers: int | None = None, thre
         client = Client(
             n_workers=n, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
             dashboard_address="127.0.0.1:0", resources={"GPU": 1} if gpu else None, config=dict(QUIET_CONFIG),
+            preload=[__name__],  # `dask_setup`: the worker processes leave ^C to the driver
         )
     client.register_plugin(TorchThreads(threads_per_worker, gpu), name=TorchThreads.name)
     log.info("started an embedded Dask cluster: %d worker process(es) x %d thread(s)%s", n, threads_per_worker,
