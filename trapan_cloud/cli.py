@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from functools import wraps
 from typing import Any, Callable
 
@@ -84,7 +85,8 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        signal.signal(signal.SIGINT, _on_sigint)
+        main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+        previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
         try:
             return fn(*args, **kwargs)
         except TrapanError as exc:
@@ -92,6 +94,9 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo(_interrupted(fn.__name__, kwargs.get("out") or kwargs.get("out_opt")), err=True)
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            if previous is not None:  # None: not a Python-level handler, or not the main thread
+                signal.signal(signal.SIGINT, previous)
 
     return wrapper
 

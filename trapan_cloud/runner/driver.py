@@ -1,11 +1,11 @@
-"""`run`, `resume` and `plan_run`: open → plan → scan → create the store → ensure the prior → drive the tiles →
-finalize.
+"""`run`, `resume` and `plan_run`: open → plan → scan → create the store → ensure the prior → drive the tiles
+→ finalize.
 
 Everything cheap is checked before a cluster is touched (scene, options, output, resume manifest). The store exists
 before the prior is fitted (status "fitting prior"), so a run killed after the scan leaves a resumable store. The prior
-is fitted once per scene and reaches every worker once, inside the run's `RunContext` plugin. Tiles are independent futures whose
-seeds come from (run seed, tile index), so the output depends on neither the worker count nor the completion order.
-The store's overlap-add runs only when every tile is done.
+is fitted once per scene and reaches every worker once, inside the run's `RunContext` plugin. Tiles are independent
+futures whose seeds come from (run seed, tile index), so the output depends on neither the worker count nor the
+completion order. The store's overlap-add runs only when every tile is done.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes
     names = input_names(job.scene.source)
 
     def submit(t: Any) -> Any:
-        return client.submit(tile_task, name, t.index, window(pan, ms, t, names), key=f"trapan-tile-{t.index}-{name}",
-                             resources=opts.resources, retries=1, pure=False)
+        return client.submit(tile_task, name, t.index, window(pan, ms, t, names),
+                             key=f"trapan-tile-{t.index}-{name}", resources=opts.resources, retries=1, pure=False)
 
     tally, fatal = Tally(), None
     try:
