@@ -1,21 +1,24 @@
 """Soak: each fault scenario of ``tests/test_faults.py``, repeated with random kill moments; writes the "soak" section
 of RESULTS.md.
 
-Every trial must end (directly, or after `resume`) with ``fused`` byte-identical to an undisturbed run's, and a
-disturbed run must never read as complete before then. Scenarios (TRA-PAN ``fast`` preset, 2 worker processes):
+Every trial is a real ``trapan run`` process (its own embedded cluster of 2 worker processes, TRA-PAN ``fast``) that
+must end (directly, or after ``trapan resume``) with ``fused`` byte-identical to an undisturbed run's; a disturbed run
+must never read as complete before then, and any ``trapan`` process still running after ``TIMEOUT_S`` counts as a
+hang. Scenarios:
 
-- ``worker-prior`` / ``worker-tiles``: SIGKILL one worker process at a random moment of the prior fit / the tile phase
-  (`run` in this process; the nanny restarts the worker and the run completes by itself);
+- ``worker-prior`` / ``worker-tiles``: SIGKILL one worker process of the run (the busiest / a random one) at a random
+  moment of the prior fit / the tile phase; the nanny restarts it and the run must complete by itself (exit 0);
 - ``run-prior`` / ``run-tiles`` / ``run-finalize``: SIGKILL the whole ``trapan run`` process group at a random moment
-  of that phase, then `resume`;
+  of that phase, then ``trapan resume`` (a fresh ``trapan run`` if no store existed yet);
 - ``sigint``: SIGINT to the ``trapan run`` process group (a terminal's ^C) at a random moment of the tile phase: exit
-  130, one line on stderr, no traceback; then `resume`;
-- ``s3-outage``: inputs and store on a SeaweedFS S3 server that is stopped at a random moment of the tile phase for a
-  random 8-30 s, then restarted on the same port and data directory; the run must complete with no failed tile.
+  130, one line on stderr, no traceback; then ``trapan resume``;
+- ``s3-outage``: inputs and store on a SeaweedFS S3 server (credentials in the environment) that is stopped at a
+  random moment of the tile phase for a random 8-30 s, then restarted on the same port and data directory; the run
+  must complete by itself with no failed tile.
 
-A moment is drawn uniformly within the phase's duration in an undisturbed run, counted from when the phase is seen in
-the store (polled every 50 ms); the phase the signal really landed in is recorded (a kill can land in the next phase,
-or after the end: "missed").
+A moment is drawn uniformly within the phase's duration in the undisturbed run, counted from when the phase is seen in
+the store (polled every 50 ms); the phase the store was in just before the signal is recorded (a signal can land in
+the next phase, or after the end: "missed", when the run must have completed identically).
 
 Run: ``.venv/bin/python bench/soak.py [--repeats 10] [--seed 0] [--scenarios a,b,...] [--no-write]``.
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import json
 import os
 import random
@@ -33,7 +37,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -48,17 +51,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _results import write_section  # noqa: E402
-from trapan_cloud.cluster import get_client  # noqa: E402
+from trapan_cloud.errors import IncompleteRunError  # noqa: E402
 from trapan_cloud.geotiff import write_cog  # noqa: E402
-from trapan_cloud.method.config import TrapanConfig  # noqa: E402
-from trapan_cloud.runner import resume, run  # noqa: E402
 from trapan_cloud.samples import load_sample  # noqa: E402
-from trapan_cloud.scene import open_scene  # noqa: E402
 from trapan_cloud.store import open_result, open_store  # noqa: E402
 
 SCENARIOS = ("worker-prior", "worker-tiles", "run-prior", "run-tiles", "run-finalize", "sigint", "s3-outage")
-TILE, HALO, CROP = 64, 16, 60
-"""16 tiles of a 240 x 240 PAN crop of the SpaceNet-6 sample: phases long enough on 2 shared cores to aim a signal."""
+TILE, HALO, CROP = 64, 16, 48
+"""9 tiles of a 192 x 192 PAN crop of the SpaceNet-6 sample: phases long enough on 2 shared cores to aim a signal."""
+TIMEOUT_S = 300
+"""A ``trapan`` process still running after this long is a hang (an undisturbed run takes well under a minute)."""
 PROGRESS = re.compile(r"\r?tiles \d+/\d+")
 
 
@@ -118,12 +120,20 @@ def aim(out: str, want: str, delay_s: float, alive: Callable[[], bool], fire: Ca
     return landed
 
 
-def compare(out: str, want: np.ndarray, storage_options: dict | None = None) -> str:
-    """"identical" when the store is complete and its ``fused`` equals ``want`` byte for byte (read in this process)."""
+def read_fused(out: str, storage_options: dict | None = None) -> np.ndarray:
+    """A complete store's ``fused`` DN, read in this process (`IncompleteRunError` for any other)."""
     import dask
 
     with dask.config.set(scheduler="synchronous"):
-        got = np.asarray(open_result(out, storage_options)["fused"].values)
+        return np.asarray(open_result(out, storage_options)["fused"].values)
+
+
+def compare(out: str, want: np.ndarray, storage_options: dict | None = None) -> str:
+    """"identical" when the store is complete and its ``fused`` equals ``want`` byte for byte."""
+    try:
+        got = read_fused(out, storage_options)
+    except IncompleteRunError as exc:
+        return f"not complete: {exc}"[:300]
     if got.dtype != want.dtype or got.shape != want.shape:
         return f"different dtype/shape {got.dtype}{got.shape}"
     n = int((got != want).sum())
@@ -131,146 +141,130 @@ def compare(out: str, want: np.ndarray, storage_options: dict | None = None) -> 
 
 
 class Soak:
-    """The inputs, the undisturbed reference and a shared 2-worker cluster for resumes and in-process runs."""
+    """The inputs, the undisturbed reference and the trials: every run and resume is a ``trapan`` process of its own
+    (its own embedded 2-worker cluster), killed by process group if it outlives ``TIMEOUT_S`` (a hang is a failure)."""
 
     def __init__(self, work: Path, rng: random.Random) -> None:
         self.work, self.rng = work, rng
         s = load_sample("sn6-1").crop("soak", 0, 0, CROP)
         self.pan = write_cog(str(work / "pan.tif"), s.pan, s.pan_transform, s.crs, 0, blocksize=64)
         self.ms = write_cog(str(work / "ms.tif"), s.ms, s.ms_transform, s.crs, 0, s.band_names, blocksize=64)
-        self.client, _ = get_client(n_workers=2)
-        res = run(self.scene(), str(work / "reference.zarr"), client=self.client, **self.kwargs())
-        assert res.complete, res.errors
-        self.want = np.asarray(open_result(str(work / "reference.zarr"))["fused"].values)
-        self.seconds = dict(res.seconds)
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.s3: Any = None
+        self.options: dict | None = None
+        ref = str(work / "reference.zarr")
+        rc, err = self.finish(self.start(self.run_args(ref, "--json", str(work / "reference.json"))))
+        assert rc == 0, err
+        self.want = np.asarray(read_fused(ref))
+        self.seconds = json.loads((work / "reference.json").read_text())["seconds"]
 
-    def scene(self, pan: str | None = None, ms: str | None = None) -> Any:
-        return open_scene(pan=pan or self.pan, ms=ms or self.ms, sensor="WV2")
+    def run_args(self, out: str, *extra: str) -> list[str]:
+        pan, ms = (self.s3.url("in/pan.tif"), self.s3.url("in/ms.tif")) if self.s3 else (self.pan, self.ms)
+        return ["run", "--pan", pan, "--ms", ms, "--sensor", "WV2", "--out", out, "--tile", str(TILE), "--overlap",
+                str(HALO), "--preset", "fast", *extra]
+
+    def start(self, args: list[str]) -> subprocess.Popen:
+        """``trapan ARGS`` in a new process group (as a terminal runs a job), output to a log file."""
+        log = open(self.work / f"log-{time.monotonic_ns()}.txt", "w+")
+        proc = subprocess.Popen([sys.executable, "-m", "trapan_cloud.cli", *args], stdout=log, stderr=log, text=True,
+                                start_new_session=True, env=self.env)
+        proc.log = log  # type: ignore[attr-defined]
+        return proc
 
     @staticmethod
-    def kwargs() -> dict:
-        return {"config": TrapanConfig.fast(), "tile": TILE, "overlap": HALO}
+    def finish(proc: subprocess.Popen) -> tuple[int | str, str]:
+        """Exit status (or "hang", after killing its group) and output of a started process."""
+        try:
+            rc: int | str = proc.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = "hang"
+        proc.log.seek(0)  # type: ignore[attr-defined]
+        return rc, proc.log.read()  # type: ignore[attr-defined]
 
     def draw(self, phase_name: str) -> float:
         """A moment within the phase's undisturbed duration."""
         key = {"fitting prior": "prior", "tiles": "tiles", "finalize": "finalize"}[phase_name]
         return self.rng.uniform(0, self.seconds[key])
 
-    def out(self, scenario: str, trial: int) -> str:
-        return str(self.work / f"{scenario}-{trial}.zarr")
+    def worker_pid(self, proc: subprocess.Popen, busiest: bool) -> int:
+        """A worker process of a ``trapan run``: the busiest one (CPU over 0.3 s) or a random one."""
+        import psutil
 
-    def worker_kill(self, scenario: str, trial: int) -> Trial:
-        """SIGKILL one worker process at a random moment of the phase; the run itself must complete identically."""
-        want = "fitting prior" if scenario == "worker-prior" else "tiles"
-        out, delay = self.out(scenario, trial), self.draw(want)
-        finished = threading.Event()
-        landed: list[str] = []
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                   if "spawn_main" in " ".join(p.cmdline())]
+        if busiest:
+            for p in workers:
+                p.cpu_percent(None)
+            time.sleep(0.3)
+            return max(workers, key=lambda p: p.cpu_percent(None)).pid
+        return self.rng.choice(workers).pid
 
-        def kill_one() -> None:
-            os.kill(self.rng.choice(sorted(self.client.run(os.getpid).values())), signal.SIGKILL)
+    def trial(self, scenario: str, i: int) -> Trial:
+        """One disturbed run, judged; see the module docstring."""
+        want = {"worker-prior": "fitting prior", "run-prior": "fitting prior", "run-finalize": "finalize"}.get(
+            scenario, "tiles")
+        out = self.s3.url(f"{scenario}-{i}.zarr") if self.s3 else str(self.work / f"{scenario}-{i}.zarr")
+        delay, outage = self.draw(want), self.rng.uniform(8, 30) if scenario == "s3-outage" else 0.0
+        proc = self.start(self.run_args(out))
 
-        watcher = threading.Thread(target=lambda: landed.append(aim(out, want, delay, lambda: not finished.is_set(),
-                                                                    kill_one)))
-        watcher.start()
-        try:
-            res = run(self.scene(), out, client=self.client, **self.kwargs())
-        finally:
-            finished.set()
-            watcher.join()
-        outcome = compare(out, self.want) if res.complete else f"incomplete: {res.errors}"
-        return Trial(scenario, trial, delay, landed[0], outcome)
+        def fire() -> None:
+            if scenario.startswith("worker"):
+                os.kill(self.worker_pid(proc, busiest=scenario == "worker-prior"), signal.SIGKILL)
+            elif scenario == "s3-outage":
+                self.s3.stop()
+                time.sleep(outage)
+                self.s3.start()
+            else:
+                os.killpg(proc.pid, signal.SIGINT if scenario == "sigint" else signal.SIGKILL)
 
-    def cli_run(self, out: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "trapan_cloud.cli", "run", "--pan", self.pan, "--ms", self.ms, "--sensor", "WV2",
-               "--out", out, "--tile", str(TILE), "--overlap", str(HALO), "--preset", "fast"]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-
-    def run_kill(self, scenario: str, trial: int) -> Trial:
-        """SIGKILL (or SIGINT) the ``trapan run`` process group at a random moment of the phase, then resume."""
-        want = {"run-prior": "fitting prior", "run-tiles": "tiles", "run-finalize": "finalize",
-                "sigint": "tiles"}[scenario]
-        sig = signal.SIGINT if scenario == "sigint" else signal.SIGKILL
-        out, delay = self.out(scenario, trial), self.draw(want)
-        proc = self.cli_run(out)
-        landed = aim(out, want, delay, lambda: proc.poll() is None, lambda: os.killpg(proc.pid, sig))
-        _, err = proc.communicate(timeout=600)
-        if landed == "missed":
-            outcome = compare(out, self.want) if proc.returncode == 0 else f"exit {proc.returncode}: {err[-300:]}"
-            return Trial(scenario, trial, delay, landed, outcome)
-        if sig == signal.SIGINT:
+        landed = aim(out, want, delay, lambda: proc.poll() is None, fire, self.options)
+        rc, err = self.finish(proc)
+        result = functools.partial(Trial, scenario, i, delay, landed, outage_s=outage)
+        if rc == "hang":
+            return result(f"hang: no exit within {TIMEOUT_S} s ({phase(out, self.options)}): {err[-300:]!r}")
+        if scenario.startswith(("worker", "s3")) or landed == "missed":  # the run must complete by itself
+            return result(compare(out, self.want, self.options) if rc == 0 else f"exit {rc}: {err[-300:]!r}")
+        if scenario == "sigint":
             lines = [ln for ln in PROGRESS.sub("", err).splitlines() if ln.strip()]
-            if proc.returncode != 130 or "Traceback" in err or len(lines) != 1:
-                return Trial(scenario, trial, delay, landed, f"^C gave exit {proc.returncode} and "
-                                                             f"{len(lines)} stderr line(s): {err[-300:]!r}")
-        elif proc.returncode != -signal.SIGKILL:
-            return Trial(scenario, trial, delay, landed, f"not killed: exit {proc.returncode}")
-        if landed != "complete":
+            if rc != 130 or "Traceback" in err or len(lines) != 1:
+                return result(f"^C gave exit {rc} and {len(lines)} stderr line(s): {err[-300:]!r}")
+        elif rc != -signal.SIGKILL:
+            return result(f"not killed: exit {rc}")
+        if landed != "complete" and phase(out) in ("fitting prior", "tiles", "finalize"):
             try:
-                open_result(out)
-                return Trial(scenario, trial, delay, landed, "a killed run read as complete")
-            except Exception:  # noqa: BLE001 - IncompleteRunError (or no store yet): as it should be
+                read_fused(out)
+                return result("a killed run read as complete")
+            except IncompleteRunError:
                 pass
-        if phase(out) == "none":  # killed before the store existed: a fresh run is the way on
-            res = run(self.scene(), out, client=self.client, **self.kwargs())
-        else:
-            res = resume(out, client=self.client)
-        outcome = compare(out, self.want) if res.complete else f"resume incomplete: {res.errors}"
-        return Trial(scenario, trial, delay, landed, outcome)
+        args = ["resume", out] if phase(out) != "none" else self.run_args(out)  # no store yet: a fresh run
+        rc, err = self.finish(self.start(args))
+        return result(compare(out, self.want) if rc == 0 else f"{args[0]} gave exit {rc}: {err[-300:]!r}")
 
     @contextlib.contextmanager
     def on_s3(self) -> Iterator[None]:
-        """A SeaweedFS server holding the inputs, its credentials in this process's environment."""
+        """A SeaweedFS server holding the inputs; its credentials in the environment of the runs (never arguments)."""
         import s3fs
         from s3_server import seaweedfs_s3
 
         with seaweedfs_s3(self.work / "seaweedfs") as s3:
             env = {**s3.env, "AWS_S3_ENDPOINT": urlparse(s3.endpoint).netloc, "AWS_HTTPS": "NO",
                    "AWS_VIRTUAL_HOSTING": "FALSE"}
-            saved = {k: os.environ.get(k) for k in env}
+            saved = dict(os.environ)
             os.environ.update(env)
+            self.env.update(env)
             fs = s3fs.S3FileSystem(**s3.storage_options, skip_instance_cache=True)
             fs.put(self.pan, s3.url("in/pan.tif"))
             fs.put(self.ms, s3.url("in/ms.tif"))
-            client, _ = get_client(n_workers=2)  # its workers inherit the environment
-            self.s3, self.s3_client = s3, client
+            self.s3, self.options = s3, s3.storage_options
             try:
                 yield
             finally:
-                client.close()
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-
-    def s3_outage(self, scenario: str, trial: int) -> Trial:
-        """Stop the S3 server at a random moment of the tile phase for 8-30 s; the run must complete identically."""
-        s3, options = self.s3, self.s3.storage_options
-        out, delay, outage = s3.url(f"{scenario}-{trial}.zarr"), self.draw("tiles"), self.rng.uniform(8, 30)
-        finished = threading.Event()
-        landed: list[str] = []
-
-        def outage_now() -> None:
-            s3.stop()
-            time.sleep(outage)
-            s3.start()
-
-        watcher = threading.Thread(target=lambda: landed.append(aim(out, "tiles", delay,
-                                                                    lambda: not finished.is_set(), outage_now,
-                                                                    options)))
-        watcher.start()
-        try:
-            res = run(self.scene(s3.url("in/pan.tif"), s3.url("in/ms.tif")), out, client=self.s3_client,
-                      storage_options=options, **self.kwargs())
-            outcome = compare(out, self.want, options) if res.complete else f"incomplete: {res.errors}"
-        except Exception as exc:  # noqa: BLE001 - the tally records why
-            outcome = f"{type(exc).__name__}: {exc}"[:300]
-        finally:
-            finished.set()
-            watcher.join()
-        return Trial(scenario, trial, outage, landed[0], outcome, outage_s=outage)
+                self.s3, self.options = None, None
+                os.environ.clear()
+                os.environ.update(saved)
+                self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def table(trials: list[Trial], seconds: dict[str, float]) -> str:
@@ -289,8 +283,9 @@ def table(trials: list[Trial], seconds: dict[str, float]) -> str:
                      for t in bad]
         rows.append(f"| {name} | {len(ts)} | {ok} | {landed} | {len(bad)} |")
     mean_outage = [t.outage_s for t in trials if t.scenario == "s3-outage"]
-    notes = [f"Scene: SpaceNet-6 WV2 sn6-1, PAN {CROP * 4}x{CROP * 4}, tile {TILE} px, halo {HALO} px (16 tiles); "
-             f"TRA-PAN `fast`, 2 worker processes x 1 thread. Undisturbed phases: "
+    notes = [f"Scene: SpaceNet-6 WV2 sn6-1, PAN {CROP * 4}x{CROP * 4}, tile {TILE} px, halo {HALO} px (9 tiles); "
+             f"TRA-PAN `fast`; every run and resume a `trapan` process with 2 worker processes x 1 thread. "
+             f"Undisturbed phases: "
              + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()) + "."]
     if mean_outage:
         notes.append(f"S3 outages: {min(mean_outage):.0f}-{max(mean_outage):.0f} s (mean "
@@ -318,17 +313,14 @@ def main() -> None:
             with soak.on_s3() if scenario == "s3-outage" else contextlib.nullcontext():
                 for i in range(args.repeats):
                     t0 = time.monotonic()
-                    fn = (soak.worker_kill if scenario.startswith("worker") else
-                          soak.s3_outage if scenario == "s3-outage" else soak.run_kill)
                     try:
-                        trial = fn(scenario, i)
+                        trial = soak.trial(scenario, i)
                     except Exception as exc:  # noqa: BLE001 - a crash of the harness is a failure to tally too
                         trial = Trial(scenario, i, 0.0, "?", f"harness: {type(exc).__name__}: {exc}"[:300])
                     trial.seconds = time.monotonic() - t0
                     trials.append(trial)
                     print(json.dumps(asdict(trial)), flush=True)
         seconds = soak.seconds
-        soak.client.close()
     body = table(trials, seconds)
     print(body)
     if not args.no_write:

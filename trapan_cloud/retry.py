@@ -38,6 +38,10 @@ cause only in their text."""
 
 PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
+CLIENT_ERROR_TEXT = re.compile(
+    r"HTTP response code: 4\d\d|error occurred \((40[0-9]|AccessDenied|NoSuchKey|NoSuchBucket)\)", re.IGNORECASE)
+"""A 4xx answer: the request itself is wrong (missing object, no permission); retrying cannot help."""
+
 
 class RetriesExhausted(TrapanError):
     """A transient I/O error that outlasted the retry budget: the server stays away (the message says what failed,
@@ -100,6 +104,24 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+def is_transient_remote(exc: BaseException) -> bool:
+    """`is_transient`, widened for reads of a remote file through GDAL, which reports a dropped connection as a failed
+    block read ("got 0 bytes") or an unrecognised format: any I/O error of such a read but a 4xx answer, a missing
+    object or a permission error may be transient. A corrupt remote file is then retried until the budget is spent.
+
+    >>> is_transient_remote(OSError("'/vsis3/b/pan.tif' not recognized as being in a supported file format"))
+    True
+    >>> is_transient_remote(OSError("HTTP response code: 404")), is_transient_remote(TypeError("bug"))
+    (False, False)
+    """
+    if is_transient(exc):
+        return True
+    chain = list(_chain(exc))
+    if any(isinstance(e, PERMANENT) or CLIENT_ERROR_TEXT.search(str(e)) for e in chain):
+        return False
+    return any(isinstance(e, OSError) or any(c.__name__ == "RasterioError" for c in type(e).__mro__) for e in chain)
+
+
 def one_line(exc: BaseException) -> str:
     """``Type: message`` of an error and of the errors it came from, on one line, credentials redacted.
 
@@ -112,8 +134,9 @@ def one_line(exc: BaseException) -> str:
     return redact(" <- ".join(" ".join(f"{type(e).__name__}: {e}".split()) for e in _chain(exc)))
 
 
-def retry_io(fn: Callable[[], T], what: str, policy: Backoff = IO_BACKOFF) -> T:
-    """``fn()``, called again after each transient failure (`is_transient`) until ``policy.budget_s`` has passed, then
+def retry_io(fn: Callable[[], T], what: str, policy: Backoff = IO_BACKOFF,
+             transient: Callable[[BaseException], bool] = is_transient) -> T:
+    """``fn()``, called again after each ``transient`` failure until ``policy.budget_s`` has passed, then
     `RetriesExhausted`; any other error is raised as is, at once. ``what`` names the operation (in the warning logged
     before each retry and in the final error)."""
     start = time.monotonic()
@@ -123,7 +146,7 @@ def retry_io(fn: Callable[[], T], what: str, policy: Backoff = IO_BACKOFF) -> T:
             return fn()
         except Exception as exc:
             elapsed = time.monotonic() - start
-            if not is_transient(exc):
+            if not transient(exc):
                 raise
             last = one_line(exc)[:300]
             if elapsed < policy.budget_s:

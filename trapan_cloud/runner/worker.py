@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from ..errors import InputError
 from ..qa import TileQA, score_window
 from ..redaction import redact
 from ..registry import TileMethod
-from ..retry import RetriesExhausted, one_line, retry_io
+from ..retry import RetriesExhausted, is_transient, is_transient_remote, one_line, retry_io
 from ..tiling import Tile, TilePlan, blend_weights
 from ..validate import validity
 
@@ -62,11 +63,13 @@ class LazyWindow:
 
 def read_input(fn: Callable[[], T], role: str, name: str) -> T:
     """``fn()``, a read of input ``role`` ("pan" or "ms") from ``name``: transient failures are retried
-    (`retry.retry_io`); a read that still fails is an `InputError` naming the input and the fix."""
+    (`retry.retry_io`; for a remote ``name``, a URL or ``/vsi`` path, any I/O error but a 4xx answer, since GDAL reports
+    a dropped connection as a decode error); a read that still fails is an `InputError` naming the input and the fix."""
     from rasterio.errors import RasterioError
 
+    remote = re.search(r"://|/vsi", name) is not None
     try:
-        return retry_io(fn, f"{role}: reading {name}")
+        return retry_io(fn, f"{role}: reading {name}", transient=is_transient_remote if remote else is_transient)
     except RetriesExhausted as exc:
         message = f"{exc}; check the connection to the input and its credentials, then resume the run"
     except (OSError, RasterioError) as exc:
