@@ -314,7 +314,7 @@ def test_s3_outage_of_30_s_mid_run_leaves_no_failed_tile(cogs, tmp_path, monkeyp
 
             def restart() -> None:
                 s3.start()
-                done_at_restart.append(int(open_store(out, options).done().sum()))
+                done_at_restart.append(retry_io(lambda: int(open_store(out, options).done().sum()), "done flags"))
 
             class OutageAtFirstTile:
                 """Progress object: at the first finished tile, stop the server; bring it back 30 s later."""

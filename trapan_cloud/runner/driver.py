@@ -147,7 +147,7 @@ def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes
     name = f"trapan-run-{uuid.uuid4().hex[:12]}"
     work = TileWork(store.url, opts.storage(), job.plan, job.method, job.sensor, job.nodata, int(opts.seed),
                     job.config, opts.runtime, prior_bytes)
-    client.register_plugin(RunContext(name, work), name=name)
+    _register(client, RunContext(name, work))
     pan, ms = scene_dask(job)
     names = input_names(job.scene.source)
 
@@ -172,8 +172,18 @@ def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes
             f.release()
             tick()
     finally:
-        client.unregister_worker_plugin(name)
+        try:
+            client.unregister_worker_plugin(name)
+        except OSError as exc:  # a worker died during the broadcast; the scheduler has dropped the plugin already
+            log.warning("removing the run context from the workers: %s", redact(str(exc)))
     return tally, fatal
+
+
+def _register(client: Any, context: RunContext) -> None:
+    """Ship the run context to every worker. The scheduler keeps it for workers that join or restart; a worker that
+    dies during the broadcast fails the call (its stream closes), so the broadcast is repeated for the others."""
+    retry_io(lambda: client.register_plugin(context, name=context.name), "shipping the run context to the workers",
+             transient=lambda exc: isinstance(exc, OSError))
 
 
 def _exception(future: Any) -> BaseException:
