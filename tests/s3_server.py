@@ -11,7 +11,8 @@ Usage::
 
 The credentials are dummies, configured as the server's only identity, and reach s3fs only through ``AWS_*`` environment
 variables, so a test can check that they never land in a store. The server is stopped by PID: SIGINT, then SIGKILL
-after a timeout (it ignores SIGTERM for a long time, ``reference/STACK.md`` §5.4).
+after a timeout (it ignores SIGTERM for a long time, ``reference/STACK.md`` §5.4). ``S3Server.stop()`` and
+``S3Server.start()`` take it down and bring it back on the same ports and data directory (an outage).
 """
 
 from __future__ import annotations
@@ -44,6 +45,25 @@ _PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.gr
                "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")
 
 
+class _Weed:
+    """One ``weed mini`` command line, started and stopped by PID (restartable: same ports, same data)."""
+
+    def __init__(self, cmd: list[str], root: Path, endpoint: str, timeout_s: float) -> None:
+        self.cmd, self.root, self.endpoint, self.timeout_s = cmd, root, endpoint, timeout_s
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.root / "weed.log"
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         cwd=self.root)
+        _wait_ready(self.endpoint, self.proc, log, self.timeout_s)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
 @dataclass(frozen=True)
 class S3Server:
     """A running server: where it listens and how a client reaches it."""
@@ -54,6 +74,15 @@ class S3Server:
     """A bucket created at start-up."""
     env: dict[str, str] = field(repr=False)
     """``AWS_*`` variables with the dummy credentials, endpoint and region (put them in ``os.environ``)."""
+    process: _Weed = field(repr=False, compare=False)
+
+    def stop(self) -> None:
+        """Take the server down (its data stays); requests get "connection refused" until `start`."""
+        self.process.stop()
+
+    def start(self) -> None:
+        """Bring a stopped server back on the same ports and data directory; returns once it answers."""
+        self.process.start()
 
     @property
     def storage_options(self) -> dict[str, str]:
@@ -123,15 +152,13 @@ def seaweedfs_s3(data_dir: str | os.PathLike | None = None, bucket: str = "trapa
             "name": "trapan-test", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         cmd.append(f"-s3.config={config}")
-        log = root / "weed.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=root)
-        stack.callback(_stop, proc)
         endpoint = f"http://{HOST}:{ports['s3.port']}"
-        _wait_ready(endpoint, proc, log, timeout_s)
+        weed = _Weed(cmd, root, endpoint, timeout_s)
+        stack.callback(weed.stop)
+        weed.start()
         env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": "us-east-1",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true"}
-        yield S3Server(endpoint, bucket, env)
+        yield S3Server(endpoint, bucket, env, weed)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from functools import wraps
 from typing import Any, Callable
@@ -97,15 +99,41 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
+        previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
         try:
             return fn(*args, **kwargs)
         except TrapanError as exc:
             raise _Failure(exc) from exc
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo(_interrupted(fn.__name__, kwargs.get("out") or kwargs.get("out_opt")), err=True)
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            if previous is not None:  # None: not a Python-level handler, or not the main thread
+                signal.signal(signal.SIGINT, previous)
 
     return wrapper
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    """^C: closing the cluster mid-task makes distributed warn (a busy worker is killed after a few seconds); that is
+    expected now, so only its errors are shown, and the command is interrupted."""
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    raise KeyboardInterrupt
+
+
+def _interrupted(command: str, out: str | None) -> str:
+    """The one line a ^C ends a command with: for `run` and `resume`, how to continue the run when its store exists."""
+    if command not in ("run", "resume") or not out:
+        return "interrupted"
+    from .redaction import redact
+    from .store import output_exists
+
+    try:
+        resumable = output_exists(out)
+    except Exception:  # noqa: BLE001 - an unreachable output just gets the plain message
+        resumable = False
+    return f"interrupted; continue with `trapan resume {redact(out)}`" if resumable else "interrupted"
 
 
 # Shared options: one meaning per flag, everywhere.

@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 from collections.abc import Iterator
 
@@ -79,6 +80,17 @@ class WorkerSettings(TorchThreads):
         tick = worker.periodic_callbacks.get("tick")
         if tick is not None:
             tick.callback_time = max(tick.callback_time, _tick_ms(QUIET_CONFIG["distributed.admin.tick.interval"]))
+
+
+def dask_setup(worker) -> None:  # noqa: ANN001 - distributed.Worker
+    """Worker preload of the embedded cluster: a SIGINT does not interrupt its worker processes.
+
+    They share the terminal's process group with ``trapan``, so a ^C reaches them too. The driver alone acts on it:
+    it stops the run and closes the cluster, which ends the workers. A worker only lowers distributed's log level to
+    ERROR, so the tasks that the close cancels end without a warning each (instead of every worker dying with a
+    traceback). A preload (``Nanny(preload=...)``) runs in the worker's main thread as it starts, also after a restart.
+    """
+    signal.signal(signal.SIGINT, lambda signum, frame: logging.getLogger("distributed").setLevel(logging.ERROR))
 
 
 MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": "268435456", "MALLOC_MMAP_THRESHOLD_": "33554432",
@@ -278,6 +290,7 @@ def get_client(address: str | None = None, *, n_workers: int | None = None, thre
         client = Client(
             n_workers=n, threads_per_worker=threads_per_worker, processes=True, host="127.0.0.1",
             dashboard_address="127.0.0.1:0", resources={"GPU": 1} if gpu else None, config=dict(QUIET_CONFIG),
+            preload=[__name__],  # `dask_setup`: the worker processes leave ^C to the driver
         )
     client.register_plugin(WorkerSettings(threads_per_worker, gpu), name=WorkerSettings.name)
     log.info("started an embedded Dask cluster: %d worker process(es) x %d thread(s)%s", n, threads_per_worker,

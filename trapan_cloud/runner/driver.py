@@ -1,9 +1,11 @@
-"""`run`, `resume` and `plan_run`: open → plan → ensure the prior → drive the tiles → finalize.
+"""`run`, `resume` and `plan_run`: open → plan → scan → create the store → ensure the prior → drive the tiles
+→ finalize.
 
-Everything cheap is checked before a cluster is touched (scene, options, output, resume manifest). The prior is fitted
-once per scene and reaches every worker once, inside the run's `RunContext` plugin. Tiles are independent futures whose
-seeds come from (run seed, tile index), so the output depends on neither the worker count nor the completion order.
-The store's overlap-add runs only when every tile is done.
+Everything cheap is checked before a cluster is touched (scene, options, output, resume manifest). The store exists
+before the prior is fitted (status "fitting prior"), so a run killed after the scan leaves a resumable store. The prior
+is fitted once per scene and reaches every worker once, inside the run's `RunContext` plugin. Tiles are independent
+futures whose seeds come from (run seed, tile index), so the output depends on neither the worker count nor the
+completion order. The store's overlap-add runs only when every tile is done.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import IncompleteRunError, InputError
 from ..progress import enter_phase
 from ..redaction import redact, refuse_credentials
+from ..retry import RetriesExhausted, retry_io
 from ..scene.fingerprint import absolute
 from .manifest import RunManifest, check_resume
 from .options import RunOptions
@@ -27,7 +30,7 @@ from .plan import Job, check_memory, describe, prepare, worker_memory_bytes
 from .prior import ensure_prior, scene_dask, valid_counts
 from .result import RunResult, Tally, progress_adapter
 from .scheduling import drive, free_slots, gpu_workers, largest_first
-from .worker import RunContext, TileWork, tile_task, window
+from .worker import RunContext, TileWork, input_names, tile_task, window
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,17 @@ def run(scene: Any, out: str, config: Any = None, client: Any = None, tile: int 
         enter_phase(progress, "scan")
         with _timed(seconds, "scan"):
             counts = valid_counts(job, cluster)
+        store = stored or _create_store(out, job, opts)  # before the prior: a run killed while fitting it resumes
         with _timed(seconds, "prior"):
-            prior_bytes, prior_hash = ensure_prior(job, cluster, opts, counts, stored, progress)
-        store = stored or _create_store(out, job, opts, prior_bytes, prior_hash)
+            prior_bytes, prior_hash = ensure_prior(job, cluster, opts, counts, store, progress)
         n_before = int(np.asarray(store.done(), dtype=bool).sum())
         with _timed(seconds, "tiles"):
-            tally = drive_tiles(job, cluster, store, opts, prior_bytes, progress)
+            tally, fatal = drive_tiles(job, cluster, store, opts, prior_bytes, progress)
         enter_phase(progress, "finalize")
         with _timed(seconds, "finalize"):
             complete = _finalize(store, job, tally.errors, opts.keep_tiles)
+    if fatal is not None:
+        raise _stopped(fatal, out, len(tally.errors))
     seconds["total"] = time.perf_counter() - t_start
     return tally.result(out, n_total, n_before, seconds, prior_hash, complete)
 
@@ -122,22 +127,28 @@ def _existing_store(out: str, manifest: RunManifest, opts: RunOptions) -> Any:
     return store
 
 
-def _create_store(out: str, job: Job, opts: RunOptions, prior_bytes: bytes | None, prior_hash: str | None) -> Any:
-    """A new store for the run, holding its manifest and prior."""
+def _create_store(out: str, job: Job, opts: RunOptions) -> Any:
+    """A new store for the run, holding its manifest (no prior yet: status "fitting prior" when the method needs
+    one)."""
     from ..store import create_store
 
-    m = job.manifest.with_prior(prior_hash)
+    m = job.manifest
     store = create_store(out, plan=job.plan, bands=m.bands, crs=m.grid.crs, transform=m.grid.pan_transform,
                          manifest=m.to_dict(), dtype=m.dtype, nodata=job.nodata, zarr_format=opts.zarr_format,
                          storage_options=opts.storage(), overwrite=opts.overwrite)
-    if prior_bytes is not None:
-        store.save_prior(prior_bytes, prior_hash)
+    if job.method.needs_prior:
+        store.mark_fitting_prior()
     return store
 
 
 def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes: bytes | None,
-                progress: Any) -> Tally:
-    """Compute every tile not marked done (`scheduling.drive`), the run's context shipped once to each worker."""
+                progress: Any) -> tuple[Tally, BaseException | None]:
+    """Compute every tile not marked done (`scheduling.drive`), the run's context shipped once to each worker.
+
+    Returns the tally and the error that stopped the run early, if any: a tile failing with an `InputError` (an
+    input that cannot be read or holds no valid DN) or `RetriesExhausted` (storage away for longer than the retry
+    budget) would fail every tile after it, so no new tile is submitted then and the ones in flight finish.
+    """
     done = np.asarray(store.done(), dtype=bool)
     todo = largest_first(t for t in job.plan.tiles if not done[t.row, t.col])
     log.info("%d tile(s) in the plan, %d already done, %d to compute", len(job.plan.tiles), int(done.sum()),
@@ -145,55 +156,79 @@ def drive_tiles(job: Job, client: Any, store: Any, opts: RunOptions, prior_bytes
     name = f"trapan-run-{uuid.uuid4().hex[:12]}"
     work = TileWork(store.url, opts.storage(), job.plan, job.method, job.sensor, job.nodata, int(opts.seed),
                     job.config, opts.runtime, prior_bytes)
-    client.register_plugin(RunContext(name, work), name=name)
+    _register(client, RunContext(name, work))
     pan, ms = scene_dask(job)
+    names = input_names(job.scene.source)
 
     def submit(t: Any) -> Any:
-        return client.submit(tile_task, name, t.index, window(pan, ms, t), key=f"trapan-tile-{t.index}-{name}",
-                             resources=opts.resources, retries=1, pure=False)
+        return client.submit(tile_task, name, t.index, window(pan, ms, t, names),
+                             key=f"trapan-tile-{t.index}-{name}", resources=opts.resources, retries=1, pure=False)
 
-    tally = Tally()
+    tally, fatal = Tally(), None
     try:
-        finished, tick = progress_adapter(progress, drive(todo, submit, lambda: free_slots(client, opts.gpu)),
-                                          len(todo))
+        finished, tick = progress_adapter(progress, drive(todo, submit, lambda: free_slots(client, opts.gpu),
+                                                          stop=lambda: fatal is not None), len(todo))
         for t, f in finished:
             if f.status == "finished":
                 tally.add(f.result())
             else:
-                tally.errors[t.index] = redact(_failure(f))
+                exc = _exception(f)
+                tally.errors[t.index] = redact(f"{type(exc).__name__}: {exc}")
                 log.warning("tile %d (core %s) failed: %s", t.index, t.core, tally.errors[t.index])
+                if fatal is None and isinstance(exc, (InputError, RetriesExhausted)):
+                    fatal = exc
+                    log.warning("stopping the run: no new tile is submitted, those in flight finish")
             f.release()
             tick()
     finally:
-        client.unregister_worker_plugin(name)
-    return tally
+        try:
+            client.unregister_worker_plugin(name)
+        except OSError as exc:  # a worker died during the broadcast; the scheduler has dropped the plugin already
+            log.warning("removing the run context from the workers: %s", redact(str(exc)))
+    return tally, fatal
 
 
-def _failure(future: Any) -> str:
-    """``Type: message`` of a failed or cancelled future."""
+def _register(client: Any, context: RunContext) -> None:
+    """Ship the run context to every worker. The scheduler keeps it for workers that join or restart; a worker that
+    dies during the broadcast fails the call (its stream closes), so the broadcast is repeated for the others."""
+    retry_io(lambda: client.register_plugin(context, name=context.name), "shipping the run context to the workers",
+             transient=lambda exc: isinstance(exc, OSError))
+
+
+def _exception(future: Any) -> BaseException:
+    """The error of a failed or cancelled future."""
     try:
-        exc: BaseException = future.exception()
+        return future.exception()
     except BaseException as cancelled:  # noqa: BLE001 - a cancelled future has no exception to give
-        exc = cancelled
-    return f"{type(exc).__name__}: {exc}"
+        return cancelled
+
+
+def _stopped(fatal: BaseException, out: str, n_failed: int) -> Exception:
+    """The error a run stopped early by ``fatal`` ends with: the input error as is (exit 1), or storage that stayed
+    away as an incomplete run (exit 3); both leave a resumable store."""
+    if isinstance(fatal, InputError):
+        return InputError(redact(str(fatal)))
+    return IncompleteRunError(f"{redact(str(fatal))}; {n_failed} tile(s) failed and the rest were not started: run "
+                              f"`trapan resume {redact(out)}` once the storage answers again")
 
 
 def _finalize(store: Any, job: Job, errors: dict[int, str], keep_tiles: bool = False) -> bool:
     """Record the failures (clearing earlier ones that now succeeded), check the done tiles' chunks, blend when every
-    tile is done and intact, and write the product's STAC item."""
+    tile is done and intact, and write the product's STAC item; each rewrite is retried through transient storage
+    errors."""
     from ..store import write_item
 
-    store.record_failures(errors)
+    where = redact(store.url)
+    retry_io(lambda: store.record_failures(errors), f"recording the failed tiles in {where}")
     if errors:
         log.warning("%d tile(s) failed; the store is not finalised: run `trapan resume %s` to retry them",
-                    len(errors), redact(store.url))
+                    len(errors), where)
         return False
     if store.prepare_repair(job.plan, store.verify(job.plan, decode=False)):  # a slot lost since its tile was done
-        log.warning("the store is not finalised: run `trapan resume %s` to recompute the damaged tiles",
-                    redact(store.url))
+        log.warning("the store is not finalised: run `trapan resume %s` to recompute the damaged tiles", where)
         return False
-    store.finalize(job.plan, keep_tiles=keep_tiles)
-    write_item(store)
+    retry_io(lambda: store.finalize(job.plan, keep_tiles=keep_tiles), f"blending the tiles of {where}")
+    retry_io(lambda: write_item(store), f"writing the STAC item of {where}")
     return True
 
 

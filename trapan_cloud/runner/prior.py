@@ -10,10 +10,12 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import enter_phase, submit_counting_steps
+from ..redaction import redact
+from ..retry import retry_io
 from ..tiling import Tile, TilePlan
 from .options import RunOptions
 from .plan import Job
-from .worker import fit_prior_task, window
+from .worker import fit_prior_task, input_names, read_input, window
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,10 @@ def valid_counts(job: Job, client: Any) -> np.ndarray:
     ys, xs = plan.core_chunks
     ms = ms.rechunk((ms.shape[0], tuple(v // plan.ratio for v in ys), tuple(v // plan.ratio for v in xs)))
     nodata = job.nodata
-    counts = ms.map_blocks(lambda b: np.array([[ms_valid(b, nodata).sum()]], dtype=np.int64), dtype=np.int64,
-                           drop_axis=0, chunks=((1,) * plan.n_rows, (1,) * plan.n_cols))
-    counts = np.asarray(client.compute(counts).result())
+    per_tile = ms.map_blocks(lambda b: np.array([[ms_valid(b, nodata).sum()]], dtype=np.int64), dtype=np.int64,
+                             drop_axis=0, chunks=((1,) * plan.n_rows, (1,) * plan.n_cols))
+    counts = read_input(lambda: np.asarray(client.compute(per_tile).result()), "ms",
+                        input_names(job.scene.source)[1])
     if counts.sum() == 0:
         raise InputError(f"scene: every pixel is nodata ({nodata:g}); there is nothing to pansharpen "
                          "(check the nodata value and the input windows)")
@@ -71,21 +74,30 @@ def prior_sample(plan: TilePlan, counts: np.ndarray, k: int) -> list[Tile]:
     return full + rest[: k - len(full)]
 
 
-def ensure_prior(job: Job, client: Any, options: RunOptions, counts: np.ndarray,
-                 stored: Any, progress: Any = None) -> tuple[bytes | None, str | None]:
-    """The prior's bytes and hash: none for a method without one, the stored one on resume, else fitted once on a
-    worker (a GPU one with ``gpu``) from `prior_sample`, its steps counted into ``progress``'s phase "prior"."""
+def ensure_prior(job: Job, client: Any, options: RunOptions, counts: np.ndarray, store: Any,
+                 progress: Any = None) -> tuple[bytes | None, str | None]:
+    """The prior's bytes and hash: none for a method without one, the one in ``store`` when it has one (a resume),
+    else fitted once on a worker (a GPU one with ``gpu``) from `prior_sample`, its steps counted into ``progress``'s
+    phase "prior", and saved in ``store``.
+
+    The fit is deterministic in the scene, the options and the seed, so a run killed while fitting ("fitting prior")
+    fits the same prior on resume.
+    """
     if not job.method.needs_prior:
         return None, None
-    if stored is not None and stored.manifest.get("prior_hash"):
-        log.info("resuming with the stored prior %s", stored.manifest["prior_hash"][:12])
-        return stored.load_prior(), stored.manifest["prior_hash"]
+    if store.manifest.get("prior_hash"):
+        log.info("resuming with the stored prior %s", store.manifest["prior_hash"][:12])
+        return store.load_prior(), store.manifest["prior_hash"]
     sample = prior_sample(job.plan, counts, int(options.prior_tiles))
     log.info("fitting the prior on %d tile(s): %s", len(sample), [t.index for t in sample])
     pan, ms = scene_dask(job)
+    names = input_names(job.scene.source)
     steps = job.method.describe(job.config, job.plan.slot_px, len(sample)).prior or {}
     enter_phase(progress, "prior", sum(v for k, v in steps.items() if k.endswith("_steps")) or None,
                 f"on {len(sample)} tile(s)")
-    return submit_counting_steps(client, progress, fit_prior_task, job.method, [window(pan, ms, t) for t in sample],
-                                 job.sensor, job.config, int(options.seed), job.nodata, options.runtime,
-                                 resources=options.resources, pure=False, retries=1)
+    prior_bytes, prior_hash = submit_counting_steps(client, progress, fit_prior_task, job.method,
+                                                    [window(pan, ms, t, names) for t in sample], job.sensor,
+                                                    job.config, int(options.seed), job.nodata, options.runtime,
+                                                    resources=options.resources, pure=False, retries=1)
+    retry_io(lambda: store.save_prior(prior_bytes, prior_hash), f"saving the prior in {redact(store.url)}")
+    return prior_bytes, prior_hash

@@ -31,9 +31,11 @@ def free_slots(client: Any, gpu: bool) -> int:
     return max(gpu_workers(client) if gpu else sum(client.nthreads().values()), 1)
 
 
-def drive(tiles: list[Tile], submit: Callable[[Tile], Any], slots: Callable[[], int]) -> Iterator[tuple[Tile, Any]]:
+def drive(tiles: list[Tile], submit: Callable[[Tile], Any], slots: Callable[[], int],
+          stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Tile, Any]]:
     """Submit ``tiles`` in order, at most ``slots()`` in flight (counted anew when a tile finishes); yield each
     (tile, future) as it finishes. ``submit(tile)`` returns a `distributed.Future`, which the caller reads and releases.
+    Once ``stop()`` is true nothing more is submitted: the tiles in flight still finish and are yielded.
     """
     from distributed import as_completed
 
@@ -42,6 +44,8 @@ def drive(tiles: list[Tile], submit: Callable[[Tile], Any], slots: Callable[[], 
     done = as_completed()
 
     def fill() -> None:
+        if stop():
+            return
         n = slots()
         while len(in_flight) < n and (t := next(pending, None)) is not None:
             f = submit(t)

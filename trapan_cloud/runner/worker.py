@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..errors import InputError
 from ..qa import TileQA, score_window
+from ..redaction import redact
 from ..registry import TileMethod
+from ..retry import RetriesExhausted, is_transient, is_transient_remote, one_line, retry_io
 from ..tiling import Tile, TilePlan, blend_weights
 from ..validate import validity
+
+T = TypeVar("T")
 
 
 def tile_seed(run_seed: int, index: int) -> int:
@@ -33,26 +40,59 @@ class LazyWindow:
     Read in the task rather than by separate read tasks: neighbouring windows share COG chunks and the scene's
     open/config keys, so the scheduler would place a window's reads where those keys live, often on a worker busy
     with a tile, while another idles. A plain class (not a dataclass or tuple), so that distributed ships the graph as
-    data instead of computing it as a dependency.
+    data instead of computing it as a dependency. ``names`` says where PAN and MS come from, for error messages.
     """
 
-    def __init__(self, pan: Any, ms: Any) -> None:
+    def __init__(self, pan: Any, ms: Any, names: tuple[str, str] = ("PAN", "MS")) -> None:
         import dask
 
         self.pan, self.ms = dask.optimize(pan, ms)
+        self.names = names
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """The window's pixels, read in this thread (a worker's task thread must not wait on the cluster)."""
+        """The window's pixels, read in this thread (a worker's task thread must not wait on the cluster); transient
+        failures are retried (`retry.retry_io`), anything else is an `InputError` naming the input."""
+        return self._read(self.pan, "pan", self.names[0]), self._read(self.ms, "ms", self.names[1])
+
+    @staticmethod
+    def _read(arr: Any, role: str, name: str) -> np.ndarray:
         import dask
 
-        return dask.compute(self.pan, self.ms, scheduler="sync")
+        return read_input(lambda: dask.compute(arr, scheduler="sync")[0], role, name)
 
 
-def window(pan: Any, ms: Any, tile: Tile) -> LazyWindow:
+def read_input(fn: Callable[[], T], role: str, name: str) -> T:
+    """``fn()``, a read of input ``role`` ("pan" or "ms") from ``name``: transient failures are retried
+    (`retry.retry_io`; for a remote ``name``, a URL or ``/vsi`` path, any I/O error but a 4xx answer, since GDAL reports
+    a dropped connection as a decode error); a read that still fails is an `InputError` naming the input and the fix."""
+    from rasterio.errors import RasterioError
+
+    remote = re.search(r"://|/vsi", name) is not None
+    try:
+        return retry_io(fn, f"{role}: reading {name}", transient=is_transient_remote if remote else is_transient)
+    except RetriesExhausted as exc:
+        message = f"{exc}; check the connection to the input and its credentials, then resume the run"
+    except (OSError, RasterioError) as exc:
+        message = (f"{role}: cannot read {name} ({one_line(exc)[:400]}); check that the file is complete (a truncated "
+                   "or corrupt COG fails here) and readable, then resume the run")
+    raise InputError(message)  # raised outside the handler: no chained library error to pickle back to the driver
+
+
+def input_names(source: Any) -> tuple[str, str]:
+    """Where a scene's PAN and MS pixels come from (a `scene.model.Source`, hrefs already redacted), for errors."""
+    if source.pan and source.ms:
+        return repr(source.pan), ", ".join(repr(h) for h in source.ms)
+    if source.item_href or source.item:
+        item = repr(source.item_href or source.item)
+        return f"asset {source.pan_asset!r} of {item}", f"assets {list(source.ms_assets or ())} of {item}"
+    return "the in-memory PAN", "the in-memory MS"
+
+
+def window(pan: Any, ms: Any, tile: Tile, names: tuple[str, str] = ("PAN", "MS")) -> LazyWindow:
     """The lazy ext window of one tile of the dask arrays ``pan`` (H, W) and ``ms`` (B, h, w)."""
     ys, xs = tile.ext_slices
     mys, mxs = tile.ms_ext_slices
-    return LazyWindow(pan[ys, xs], ms[:, mys, mxs])
+    return LazyWindow(pan[ys, xs], ms[:, mys, mxs], names)
 
 
 @dataclass(frozen=True)
@@ -112,7 +152,9 @@ class RunContext(WorkerPlugin):
             if self._store is None:
                 from ..store import open_store
 
-                self._store = open_store(self.work.out, storage_options=self.work.storage_options)
+                w = self.work
+                self._store = retry_io(lambda: open_store(w.out, storage_options=w.storage_options),
+                                       f"opening the store {redact(w.out)}")
             return self._store
 
     def process(self, index: int, pan: np.ndarray, ms: np.ndarray) -> TileReport:
@@ -124,8 +166,7 @@ class RunContext(WorkerPlugin):
         valid, _ = validity(pan, ms, w.plan.ratio, w.nodata)
         store = self.store()
         if not valid.any():  # NaN is the store's nodata marker: finalize writes the nodata value there
-            store.write_tile(tile, np.full((ms.shape[0],) + pan.shape, np.nan, np.float32))
-            store.mark_done(tile, {})
+            self._save(store, tile, np.full((ms.shape[0],) + pan.shape, np.nan, np.float32), {})
             return TileReport(index, nodata_only=True)
         t0 = time.perf_counter()
         res = w.method.refine_tile(self._prior, pan, ms, sensor=w.sensor, ratio=w.plan.ratio,
@@ -135,9 +176,16 @@ class RunContext(WorkerPlugin):
         indices, qa_error = score_window(fused, pan, ms, w.sensor, w.plan.ratio, tile.core_in_ext, valid)
         qa = TileQA(**indices, steps=res.steps, seconds=seconds)
         fused[:, ~valid] = np.nan
-        store.write_tile(tile, (fused * blend_weights(tile, w.plan)).astype(np.float32))
-        store.mark_done(tile, qa.to_dict())
+        self._save(store, tile, (fused * blend_weights(tile, w.plan)).astype(np.float32), qa.to_dict())
         return TileReport(index, qa=qa, qa_error=qa_error)
+
+    @staticmethod
+    def _save(store: Any, tile: Tile, weighted: np.ndarray, qa: dict[str, float]) -> None:
+        """Write the tile, then its QA and done flag, each retried through transient storage errors (both writes
+        are idempotent, so a retry or a duplicate task is harmless)."""
+        where = redact(store.url)
+        retry_io(lambda: store.write_tile(tile, weighted), f"tile {tile.index}: writing to {where}")
+        retry_io(lambda: store.mark_done(tile, qa), f"tile {tile.index}: marking it done in {where}")
 
 
 def tile_task(name: str, index: int, lazy: LazyWindow) -> TileReport:

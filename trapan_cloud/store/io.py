@@ -18,6 +18,10 @@ from .layout import (ATTR, COMPLETE, FORMAT_VERSION, ITEM_NAME, RUN_GROUP, RUNNI
 
 logger = logging.getLogger(__name__)
 
+FITTING_PRIOR = "fitting prior"
+"""Status of a store created before its Stage-1 prior is fitted: resumable (the resume fits the prior again), never
+complete. `save_prior` moves it to "running"."""
+
 
 def open_group(url: str, storage_options: dict | None, mode: str) -> Any:
     """The root ``zarr.Group`` at ``url``, read from the live metadata (never from a consolidated snapshot)."""
@@ -142,8 +146,13 @@ class RunStore:
             self._array(name)[tile.row, tile.col] = float(value)
         self._array("done")[tile.row, tile.col] = 1
 
+    def mark_fitting_prior(self) -> None:
+        """Set the status to "fitting prior" (a new store, before its prior exists)."""
+        self.group.attrs[ATTR] = {**self.info, "status": FITTING_PRIOR}
+
     def save_prior(self, prior_bytes: bytes, prior_hash: str) -> None:
-        """Keep the run's Stage-1 prior (safetensors bytes) in the store, so a resume never refits it."""
+        """Keep the run's Stage-1 prior (safetensors bytes) in the store and name it in the manifest, so a resume never
+        refits it; the status becomes "running". The bytes go first: a crash in between leaves "fitting prior"."""
         arr = np.frombuffer(prior_bytes, dtype=np.uint8)
         v3 = self.group.metadata.zarr_format == 3  # name the axis the way xarray reads each format
         z = self.run.create_array("prior", shape=arr.shape, dtype=np.uint8, chunks=(max(arr.size, 1),),
@@ -151,6 +160,9 @@ class RunStore:
                                     attributes={"sha256": prior_hash, **({} if v3 else
                                                                          {"_ARRAY_DIMENSIONS": ["prior_byte"]})})
         z[...] = arr
+        info = self.info
+        self.group.attrs[ATTR] = {**info, "manifest": {**info["manifest"], "prior_hash": prior_hash},
+                                  "status": RUNNING}
 
     def load_prior(self) -> bytes | None:
         """The stored prior's bytes (None if the run has none); refuses bytes whose hash differs from the manifest's."""
