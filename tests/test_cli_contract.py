@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
+from cli_output import message_lines
 from scene_fixtures import write_cog, write_sample_cogs
 from affine import Affine
 
@@ -387,10 +387,6 @@ def test_bad_inputs_are_one_line_before_any_cluster(item, bad, tmp_path, no_clus
     assert not (tmp_path / "new.zarr").exists()
 
 
-PROGRESS_LINE = re.compile(r"trapan (open|cluster|scan|prior|tiles|finalize|export): ")
-"""A line of the progress a non-TTY stderr shows once the cluster is up (`trapan_cloud.progress`)."""
-
-
 def test_all_nan_ms_with_a_classical_method_is_one_line_after_the_scan(sample, tmp_path):
     """NaN is nodata (the nodata rule): an MS that is NaN everywhere leaves nothing to fuse. That needs the scan, so a
     cluster; the error still is one line, and no store is written."""
@@ -400,7 +396,7 @@ def test_all_nan_ms_with_a_classical_method_is_one_line_after_the_scan(sample, t
                                        str(tmp_path / "o.zarr"), "--method", "mtf-glp-fs", "--tile", "64",
                                        "--overlap", "32"])
     assert result.exit_code == 1, result.output
-    lines = [line for line in result.stderr.strip().splitlines() if not PROGRESS_LINE.match(line)]
+    lines = message_lines(result.stderr)
     assert len(lines) == 1 and "every pixel is nodata" in lines[0] and "Traceback" not in result.output
     assert not (tmp_path / "o.zarr").exists()
 

@@ -271,7 +271,7 @@ def test_resume_of_a_complete_store_restores_a_lost_item(stores, tmp_path):
 def test_batch_catalog_links_the_items_and_keeps_a_foreign_catalog(stores, tmp_path):
     import pystac
 
-    from trapan_cloud.batch import write_catalog
+    from trapan_cloud.store import write_catalog
 
     prefix = tmp_path / "batch"
     prefix.mkdir()

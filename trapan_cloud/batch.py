@@ -344,6 +344,7 @@ def run_batch(catalog: Any, out_prefix: str, config: Any = None, client: Any = N
                           storage_options=storage_options)
     from .cluster import client_for
     from .redaction import redact
+    from .store import write_catalog
 
     result = BatchResult(redact(str(out_prefix)))
     with contextlib.ExitStack() as stack:
@@ -359,43 +360,3 @@ def run_batch(catalog: Any, out_prefix: str, config: Any = None, client: Any = N
     result.seconds = time.perf_counter() - t0
     log.info("batch: %d done, %d skipped, %d failed", len(result.done), len(result.skipped), len(result.failed))
     return result
-
-
-CATALOG_ID = "trapan-batch"
-"""Id of the catalog a batch writes; an existing ``catalog.json`` with another id is someone else's and is kept."""
-
-
-def write_catalog(out_prefix: str, stores: list[str], storage_options: dict | None = None) -> str | None:
-    """Write ``{out_prefix}/catalog.json``, a STAC catalog linking the item inside each of ``stores`` (relative
-    hrefs); returns its location, or None when there is nothing to link or a catalog.json this project did not write
-    is in the way (it is left untouched)."""
-    import fsspec
-    import pystac
-
-    from .redaction import redact
-    from .store import open_store
-
-    if not stores:
-        return None
-    path = f"{str(out_prefix).rstrip('/')}/catalog.json"
-    fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
-    catalog = pystac.Catalog(CATALOG_ID, "Pansharpened products of a trapan_cloud batch")
-    for url in stores:
-        href = open_store(url, storage_options).item_url
-        rel = href[len(str(out_prefix).rstrip("/")) + 1:]
-        catalog.add_link(pystac.Link(pystac.RelType.ITEM, f"./{rel}", media_type=pystac.MediaType.GEOJSON))
-    text = json.dumps(catalog.to_dict(include_self_link=False), indent=1)
-    if fs.exists(fpath):
-        old = fs.cat_file(fpath).decode("utf-8", "replace")
-        try:
-            theirs = json.loads(old).get("id") != CATALOG_ID
-        except (ValueError, AttributeError):
-            theirs = True
-        if theirs:
-            log.warning("batch: %s is not a catalog trapan_cloud wrote; not replaced, no catalog written", redact(path))
-            return None
-        if old == text:  # a re-run that changed nothing touches nothing
-            return redact(path)
-    with fs.open(fpath, "w") as f:
-        f.write(text)
-    return redact(path)

@@ -5,135 +5,28 @@ check that needs no cluster (flags, inputs, the output and the overwrite rule, `
 ``--config``) runs before a cluster is started, and any error is one line on stderr. Run progress (`progress.py`:
 phases, step counts, rate, ETA) goes to stderr once those checks have passed and the cluster is up.
 Heavy rooms (torch, dask) are imported inside the commands, so ``trapan status`` and ``trapan --help`` start fast.
-Shared flags are the ``*_opt`` decorators below, with one meaning each in every command. A `TrapanError` becomes one paragraph on stderr and a documented exit status (`EXIT_CODES`).
+Shared flags are the ``*_opt`` decorators below, with one meaning each in every command. A `TrapanError` becomes one
+line on stderr and a documented exit status (`cli_exits`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import signal
-import sys
-import threading
 import time
-from functools import wraps
 from typing import Any, Callable
 
 import click
 
 from . import __version__
-from .errors import CorruptStoreError, IncompleteRunError, TrapanError
+from .cli_exits import EXIT_CODES, Failure, Main, configure_logging, friendly
+from .errors import CorruptStoreError, IncompleteRunError
 from .redaction import redact
 from .registry import names
 
 log = logging.getLogger("trapan_cloud")
 
 PRESETS = ("fast", "default", "best", "paper")  # = method.config.PRESETS, without importing torch at start-up
-EXIT_ERROR, EXIT_USAGE, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 2, 3, 130
-EXIT_CODES = (f"Exit status: 0 when the command did all it was asked; {EXIT_ERROR} for an input or store error; "
-              f"{EXIT_USAGE} for a usage error; {EXIT_INCOMPLETE} for a run that ended with tiles not done "
-              f"(resume it); "
-              f"{EXIT_INTERRUPTED} when interrupted.")
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time: a live progress display on a terminal redirects it, so log
-    lines print above the bars instead of through them."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        """The stream is always the current sys.stderr."""
-
-
-def _configure_logging(verbose: int, quiet: int) -> None:
-    level = max(logging.DEBUG, logging.WARNING - 10 * verbose + 10 * quiet)
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("trapan_cloud")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-
-
-def _one_line(text: str) -> str:
-    """``text`` with its line breaks and runs of blanks collapsed: every error is one line on stderr."""
-    return " ".join(str(text).split())
-
-
-class _Main(click.Group):
-    """The ``trapan`` group: any click or project error is one line on stderr (no usage block, no traceback) and its
-    exit status (2 for usage errors)."""
-
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
-        try:
-            rv = super().main(*args, standalone_mode=False, **kwargs)
-        except click.ClickException as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `trapan`: the help text, as click shows it
-                exc.show()
-                sys.exit(exc.exit_code)
-            ctx = getattr(exc, "ctx", None)
-            hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
-            click.echo(f"Error: {_one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-
-class _Failure(click.ClickException):
-    """One line on stderr and the exit status of its error class."""
-
-    def __init__(self, exc: TrapanError) -> None:
-        super().__init__(redact(f"{type(exc).__name__}: {exc}"))
-        self.exit_code = EXIT_INCOMPLETE if isinstance(exc, IncompleteRunError) else EXIT_ERROR
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's own errors into one paragraph and their exit status (click keeps 2 for usage errors)."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        main_thread = threading.current_thread() is threading.main_thread()  # where signal handlers may be set
-        previous = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
-        try:
-            return fn(*args, **kwargs)
-        except TrapanError as exc:
-            raise _Failure(exc) from exc
-        except KeyboardInterrupt:
-            click.echo(_interrupted(fn.__name__, kwargs.get("out") or kwargs.get("out_opt")), err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        finally:
-            if previous is not None:  # None: not a Python-level handler, or not the main thread
-                signal.signal(signal.SIGINT, previous)
-
-    return wrapper
-
-
-def _on_sigint(signum: int, frame: Any) -> None:
-    """^C: closing the cluster mid-task makes distributed warn (a busy worker is killed after a few seconds); that is
-    expected now, so only its errors are shown, and the command is interrupted."""
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    raise KeyboardInterrupt
-
-
-def _interrupted(command: str, out: str | None) -> str:
-    """The one line a ^C ends a command with: for `run` and `resume`, how to continue the run when its store exists."""
-    if command not in ("run", "resume") or not out:
-        return "interrupted"
-    from .redaction import redact
-    from .store import output_exists
-
-    try:
-        resumable = output_exists(out)
-    except Exception:  # noqa: BLE001 - an unreachable output just gets the plain message
-        resumable = False
-    return f"interrupted; continue with `trapan resume {redact(out)}`" if resumable else "interrupted"
 
 
 # Shared options: one meaning per flag, everywhere.
@@ -236,7 +129,7 @@ def _progress(opened: tuple[str, float] | None = None, cluster: tuple[str, float
     return progress
 
 
-@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES)
 @click.version_option(__version__, prog_name="trapan")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (repeatable).")
 @click.option("-q", "--quiet", count=True, help="Less log output on stderr (repeatable).")
@@ -252,7 +145,7 @@ def main(verbose: int, quiet: int) -> None:
       trapan evaluate --stac item.json --fused fused.zarr    # full-resolution quality indices
       trapan demo                                            # the whole job on the bundled real sample
     """
-    _configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet)
 
 
 @main.command()
@@ -277,7 +170,7 @@ def main(verbose: int, quiet: int) -> None:
 @click.option("--cog", "cog_path", default=None, help="Also export the fused result as a Cloud-Optimized GeoTIFF here.")
 @click.option("--keep-tiles", is_flag=True, help="Keep the stage-A tiles in the store (default: deleted at the end).")
 @json_opt
-@_friendly
+@friendly
 def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str, scheduler: str | None,
         tile: int, overlap: int | None, gpu: bool, preset: str, config_file: str | None, method: str, seed: int,
         dtype: str, zarr_format: str, dry_run: bool, overwrite: bool, cog_path: str | None, keep_tiles: bool,
@@ -319,7 +212,7 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
         progress.close(completed=result.complete)
     _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
-        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
+        raise Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}`"))
 
 
 @main.command()
@@ -327,7 +220,7 @@ def run(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | No
 @scheduler_opt
 @gpu_opt
 @json_opt
-@_friendly
+@friendly
 def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: bool, json_out: str | None) -> None:
     """Finish an interrupted run: only tiles not marked done are computed; other settings are refused."""
     from . import runner
@@ -336,16 +229,17 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
     t_open = time.monotonic()
     out = _store(out, out_opt)
     _check_json_dest(json_out)
-    if open_store(out).status == "complete":  # nothing to compute: no cluster (a missing store is refused here)
+    scene, opts = runner.resume_plan(out, gpu=gpu)  # the store, its settings and unchanged inputs: before any cluster
+    if open_store(out).status == "complete":  # nothing to compute (unless a check finds damage): no cluster
         progress = _progress((out, t_open))
-        result = runner.resume(out, progress=progress, gpu=gpu)
+        result = runner.run(scene, out, progress=progress, options=opts)
     else:
         from .cluster import client_for
 
         t_cluster = time.monotonic()
         with client_for(scheduler, gpu=gpu) as client:
             progress = _progress((out, t_open), (scheduler or "embedded", t_cluster))
-            result = runner.resume(out, client=client, progress=progress, gpu=gpu)
+            result = runner.run(scene, out, client=client, progress=progress, options=opts)
     if progress is not None:
         progress.close(completed=result.complete)
     from .store import publish
@@ -353,14 +247,14 @@ def resume(out: str | None, out_opt: str | None, scheduler: str | None, gpu: boo
     extra = publish(out) if result.complete else {}
     _emit({**result.to_dict(), **extra}, json_out, result.summary() + "".join(f"\n{k}: {v}" for k, v in extra.items()))
     if not result.complete:
-        raise _Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
+        raise Failure(IncompleteRunError(f"{result.tiles_failed} tile(s) failed; run `trapan resume {out}` again"))
 
 
 @main.command()
 @store_arg
 @click.option("--verify", is_flag=True, help="Also check that every done tile's chunks exist and decode.")
 @json_opt
-@_friendly
+@friendly
 def status(out: str | None, out_opt: str | None, verify: bool, json_out: str | None) -> None:
     """Tiles done / pending / failed and the per-tile QA summary (mean, worst value and tile) of a store; never loads
     torch."""
@@ -371,14 +265,14 @@ def status(out: str | None, out_opt: str | None, verify: bool, json_out: str | N
     info = store_status(out, verify=verify)
     _emit(info, json_out, "\n".join(f"{key:>18}: {value}" for key, value in info.items()))
     if verify and not info["integrity"]["ok"]:
-        raise _Failure(CorruptStoreError(info["integrity"]["summary"]))
+        raise Failure(CorruptStoreError(info["integrity"]["summary"]))
 
 
 @main.command()
 @input_opts
 @click.option("--fused", required=True, help="A trapan Zarr store or a GeoTIFF on the PAN grid.")
 @json_opt
-@_friendly
+@friendly
 def evaluate(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, fused: str,
              json_out: str | None) -> None:
     """Full-resolution quality indices (HQNR, D_lambda^K, D_s, QNR, D_lambda) of a fused image, toolbox-exact."""
@@ -396,7 +290,7 @@ def evaluate(stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str
 @click.option("--out", required=True, help="Output GeoTIFF (COG) on the PAN grid.")
 @overwrite_opt
 @json_opt
-@_friendly
+@friendly
 def baseline(method: str, stac: str | None, pan: str | None, ms: tuple[str, ...], sensor: str | None, out: str,
              overwrite: bool, json_out: str | None) -> None:
     """Run a classical method on the whole scene in memory (global statistics, as the toolbox) and write a COG."""
@@ -422,7 +316,7 @@ def baseline(method: str, stac: str | None, pan: str | None, ms: tuple[str, ...]
 @tile_opt
 @gpu_opt
 @json_opt
-@_friendly
+@friendly
 def batch(catalog: str | None, api: str | None, collections: str | None, bbox: str | None, datetime_: str | None,
           out_prefix: str, scheduler: str | None, preset: str, config_file: str | None, tile: int, gpu: bool,
           json_out: str | None) -> None:
@@ -445,7 +339,7 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
         progress.close(completed=not result.failed)
     _emit(json.loads(result.to_json()), json_out, result.table())
     if result.failed:
-        raise _Failure(IncompleteRunError(f"{len(result.failed)} item(s) failed; see the table; run the batch again "
+        raise Failure(IncompleteRunError(f"{len(result.failed)} item(s) failed; see the table; run the batch again "
                                           "to retry them"))
 
 
@@ -454,7 +348,7 @@ def batch(catalog: str | None, api: str | None, collections: str | None, bbox: s
 @preset_opt
 @scheduler_opt
 @json_opt
-@_friendly
+@friendly
 def demo(out_dir: str, preset: str, scheduler: str | None, json_out: str | None) -> None:
     """The main job on the bundled real WorldView-2 sample: COGs + STAC item → Dask → Zarr → quicklook + report.
 

@@ -179,6 +179,23 @@ def run_demo(out_dir: str = "demo-out", preset: str = "default", scheduler: str 
     return summary
 
 
+def _score_classical(rows: dict[str, dict], pan: np.ndarray, ms: np.ndarray, sensor: str, ratio: int,
+                     nodata: float | None) -> tuple[str, np.ndarray]:
+    """Add a row per classical method (full-resolution indices, seconds) to ``rows``; the name and image of the one
+    with the highest HQNR."""
+    from .registry import names
+
+    best_name, best_fused = "", None
+    for method in names(classical=True):
+        t0 = time.perf_counter()
+        other = fuse_whole(pan, ms, sensor, ratio, nodata, method)
+        rows[method] = {**score_full_resolution(other, pan, ms, sensor, ratio, nodata),
+                        "seconds": time.perf_counter() - t0}
+        if best_fused is None or rows[method]["HQNR"] > rows[best_name]["HQNR"]:
+            best_name, best_fused = method, other
+    return best_name, best_fused
+
+
 def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: int, progress: Any) -> str:
     """`run_demo`'s work, its phases reported to ``progress``."""
     from . import runner
@@ -186,7 +203,6 @@ def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: i
     from .method.config import TrapanConfig
     from .physics import interp23tap
     from .progress import enter_phase
-    from .registry import names
     from .report import (FR_KEYS, ZOOM, crop_windows, crops_png, markdown_table, qa_map_png, quicklook_png,
                          write_report)
     from .samples import load_sample, write_sample_item
@@ -208,14 +224,7 @@ def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: i
     fused = np.asarray(open_result(store)["fused"].values, dtype=np.float64)
     rows: dict[str, dict] = {"trapan (tiled, Dask)": {**score_full_resolution(fused, pan, ms, sensor, ratio, nodata),
                                                       "seconds": float(result.seconds_total)}}
-    best_name, best_fused = "", None
-    for method in names(classical=True):
-        t0 = time.perf_counter()
-        other = fuse_whole(pan, ms, sensor, ratio, nodata, method)  # the arrays loaded once above
-        seconds = time.perf_counter() - t0
-        rows[method] = {**score_full_resolution(other, pan, ms, sensor, ratio, nodata), "seconds": seconds}
-        if best_fused is None or rows[method]["HQNR"] > rows[best_name]["HQNR"]:
-            best_name, best_fused = method, other
+    best_name, best_fused = _score_classical(rows, pan, ms, sensor, ratio, nodata)
     upsampled = interp23tap(ms, ratio)
     bands = scene.meta.band_names
     png = quicklook_png(os.path.join(out_dir, "quicklook.png"),
@@ -229,8 +238,7 @@ def _demo(out_dir: str, preset: str, scheduler: str | None, sample: str, tile: i
     keys = (*FR_KEYS, "seconds")
     item = st.item_url
     meta = {"sample": sample, "sensor": sensor, "ratio": ratio, "preset": preset, "store": store, "item": item,
-            "tile_px": tile,
-            "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"],
+            "tile_px": tile, "tiles": result.tiles_total, "window": rows["trapan (tiled, Dask)"]["window_px"],
             "best_classical": best_name, "crop_windows": windows,
             "tile_hqnr": [[None if not math.isfinite(v) else round(float(v), 4) for v in row] for row in hqnr]}
     images = [(png, "Quicklook: the 23-tap upsampled MS and the TRA-PAN result, one stretch."),

@@ -5,15 +5,15 @@ would replace it on the package.
 
 Modules: `options` (`RunOptions`), `plan` (validation, tile plan, manifest: `Job`), `manifest` (`RunManifest`),
 `prior` (valid-pixel scan, sample tiles, the per-scene prior), `scheduling` (which tile goes out when), `worker`
-(tile windows, the per-worker `RunContext`, the tasks), `result` (`RunResult`), `driver` (`run`, `resume`, `plan_run`, `check_run`).
+(tile windows, the per-worker `RunContext`, the tasks), `result` (`RunResult`), `driver` (`run`, `resume`, `resume_plan`, `plan_run`, `check_run`).
 """
 
 from __future__ import annotations
 
-from .driver import check_run, plan_run, resume, run
+from .driver import check_run, plan_run, resume, resume_plan, run
 from .manifest import RunManifest
 from .options import RunOptions
 from .result import RunResult
 from .worker import tile_seed
 
-__all__ = ("run", "resume", "plan_run", "check_run", "RunOptions", "RunManifest", "RunResult", "tile_seed")
+__all__ = ("run", "resume", "resume_plan", "plan_run", "check_run", "RunOptions", "RunManifest", "RunResult", "tile_seed")

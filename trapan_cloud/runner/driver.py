@@ -244,10 +244,10 @@ def plan_run(scene: Any, out: str | None = None, config: Any = None, tile: int =
     return describe(prepare(scene, opts), out)
 
 
-def resume(out: str, client: Any = None, storage_options: dict | None = None, progress: Any = None,
-           gpu: bool = False, runtime: Any = None) -> RunResult:
-    """Finish an interrupted run from its store alone: re-open the inputs the manifest names, compute the tiles not
-    marked done, blend. ``runtime`` may differ from the one the run started with (it changes no output)."""
+def resume_plan(out: str, storage_options: dict | None = None, gpu: bool = False,
+                runtime: Any = None) -> tuple[Any, RunOptions]:
+    """The scene and options that finish the run in ``out``, from its store alone: the inputs the manifest names are
+    opened again (and refused if they changed since, `Source.reopen`). Needs no cluster, so the CLI calls it first."""
     from ..registry import get_method
     from ..scene.model import Source
     from ..store import open_store
@@ -262,5 +262,12 @@ def resume(out: str, client: Any = None, storage_options: dict | None = None, pr
                       halo_px=m.tiling["halo_px"], resume=True, method=method, seed=m.seed, gpu=gpu, dtype=m.dtype,
                       zarr_format=m.zarr_format, storage_options=storage_options, prior_tiles=m.prior_tiles or 4,
                       runtime=runtime)
-    return run(Source.from_dict(m.inputs).reopen(m.sensor, m.nodata), out, client=client, progress=progress,
-               options=opts)
+    return Source.from_dict(m.inputs).reopen(m.sensor, m.nodata), opts
+
+
+def resume(out: str, client: Any = None, storage_options: dict | None = None, progress: Any = None,
+           gpu: bool = False, runtime: Any = None) -> RunResult:
+    """Finish an interrupted run from its store alone (`resume_plan`): compute the tiles not marked done (or whose
+    chunks are damaged), blend. ``runtime`` may differ from the one the run started with (it changes no output)."""
+    scene, opts = resume_plan(out, storage_options, gpu, runtime)
+    return run(scene, out, client=client, progress=progress, options=opts)

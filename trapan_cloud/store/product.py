@@ -11,11 +11,14 @@ one per band, keyed by the band name
     The store itself, relative to the item (``./``), for xarray / zarr-python (``trapan_cloud.open_result``).
 ``cog``
     With ``--cog``: the exported Cloud-Optimized GeoTIFF, relative to the item when both are local files.
+
+A batch links the items of its stores in ``<prefix>/catalog.json`` (`write_catalog`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -23,6 +26,8 @@ import numpy as np
 
 from ..redaction import redact
 from .io import RunStore, open_store
+
+log = logging.getLogger(__name__)
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 """Media type of a Zarr store in STAC (STAC best practices)."""
@@ -243,3 +248,40 @@ def stac_item_for_result(url: str, *, item_id: str, datetime: str, storage_optio
     item = stac_item(open_store(url, storage_options), item_id=item_id, href=redact(href) if href else None,
                      properties={**(properties or {}), "datetime": datetime})
     return item.to_dict(include_self_link=False)
+
+
+CATALOG_ID = "trapan-batch"
+"""Id of the catalog a batch writes; an existing ``catalog.json`` with another id is someone else's and is kept."""
+
+
+def write_catalog(out_prefix: str, stores: list[str], storage_options: dict | None = None) -> str | None:
+    """Write ``{out_prefix}/catalog.json``, a STAC catalog linking the item inside each of ``stores`` (relative
+    hrefs); returns its location, or None when there is nothing to link or a catalog.json this project did not write
+    is in the way (it is left untouched)."""
+    import fsspec
+    import pystac
+
+    if not stores:
+        return None
+    path = f"{str(out_prefix).rstrip('/')}/catalog.json"
+    fs, fpath = fsspec.core.url_to_fs(path, **(storage_options or {}))
+    catalog = pystac.Catalog(CATALOG_ID, "Pansharpened products of a trapan_cloud batch")
+    for url in stores:
+        href = open_store(url, storage_options).item_url
+        rel = href[len(str(out_prefix).rstrip("/")) + 1:]
+        catalog.add_link(pystac.Link(pystac.RelType.ITEM, f"./{rel}", media_type=pystac.MediaType.GEOJSON))
+    text = json.dumps(catalog.to_dict(include_self_link=False), indent=1)
+    if fs.exists(fpath):
+        old = fs.cat_file(fpath).decode("utf-8", "replace")
+        try:
+            theirs = json.loads(old).get("id") != CATALOG_ID
+        except (ValueError, AttributeError):
+            theirs = True
+        if theirs:
+            log.warning("batch: %s is not a catalog trapan_cloud wrote; not replaced, no catalog written", redact(path))
+            return None
+        if old == text:  # a re-run that changed nothing touches nothing
+            return redact(path)
+    with fs.open(fpath, "w") as f:
+        f.write(text)
+    return redact(path)
