@@ -164,9 +164,10 @@ class Soak:
                 str(HALO), "--preset", "fast", *extra]
 
     def start(self, args: list[str]) -> subprocess.Popen:
-        """``trapan ARGS`` in a new process group (as a terminal runs a job), output to a log file."""
-        log = open(self.work / f"log-{time.monotonic_ns()}.txt", "w+")
-        proc = subprocess.Popen([sys.executable, "-m", "trapan_cloud.cli", *args], stdout=log, stderr=log, text=True,
+        """``trapan ARGS`` in a new process group (as a terminal runs a job), stdout and stderr to files."""
+        stem = self.work / f"log-{time.monotonic_ns()}"
+        out, log = open(f"{stem}.out", "w"), open(f"{stem}.err", "w+")
+        proc = subprocess.Popen([sys.executable, "-m", "trapan_cloud.cli", *args], stdout=out, stderr=log, text=True,
                                 start_new_session=True, env=self.env)
         proc.log = log  # type: ignore[attr-defined]
         return proc
@@ -188,12 +189,15 @@ class Soak:
         key = {"fitting prior": "prior", "tiles": "tiles", "finalize": "finalize"}[phase_name]
         return self.rng.uniform(0, self.seconds[key])
 
-    def worker_pid(self, proc: subprocess.Popen, busiest: bool) -> int:
-        """A worker process of a ``trapan run``: the busiest one (CPU over 0.3 s) or a random one."""
+    def worker_pid(self, proc: subprocess.Popen, busiest: bool) -> int | None:
+        """A worker process of a ``trapan run``: the busiest one (CPU over 0.3 s) or a random one; None when it has
+        none left (the run is closing its cluster)."""
         import psutil
 
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
                    if "spawn_main" in " ".join(p.cmdline())]
+        if not workers:
+            return None
         if busiest:
             for p in workers:
                 p.cpu_percent(None)
@@ -209,9 +213,15 @@ class Soak:
         delay, outage = self.draw(want), self.rng.uniform(8, 30) if scenario == "s3-outage" else 0.0
         proc = self.start(self.run_args(out))
 
+        missed: list[bool] = []
+
         def fire() -> None:
             if scenario.startswith("worker"):
-                os.kill(self.worker_pid(proc, busiest=scenario == "worker-prior"), signal.SIGKILL)
+                pid = self.worker_pid(proc, busiest=scenario == "worker-prior")
+                if pid is None:
+                    missed.append(True)
+                else:
+                    os.kill(pid, signal.SIGKILL)
             elif scenario == "s3-outage":
                 self.s3.stop()
                 time.sleep(outage)
@@ -220,6 +230,7 @@ class Soak:
                 os.killpg(proc.pid, signal.SIGINT if scenario == "sigint" else signal.SIGKILL)
 
         landed = aim(out, want, delay, lambda: proc.poll() is None, fire, self.options)
+        landed = "missed" if missed else landed
         rc, err = self.finish(proc)
         result = functools.partial(Trial, scenario, i, delay, landed, outage_s=outage)
         if rc == "hang":
@@ -228,6 +239,8 @@ class Soak:
             return result(compare(out, self.want, self.options) if rc == 0 else f"exit {rc}: {err[-300:]!r}")
         if scenario == "sigint":
             lines = [ln for ln in PROGRESS.sub("", err).splitlines() if ln.strip()]
+            if landed == "complete" and rc == 0 and not lines:  # the ^C came after the work, as the command ended
+                return result(compare(out, self.want))
             if rc != 130 or "Traceback" in err or len(lines) != 1:
                 return result(f"^C gave exit {rc} and {len(lines)} stderr line(s): {err[-300:]!r}")
         elif rc != -signal.SIGKILL:

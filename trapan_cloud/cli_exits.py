@@ -4,6 +4,7 @@ and log lines on stderr that a live progress display can print above its bars.""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -94,6 +95,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Failure(exc) from exc
         except KeyboardInterrupt:
             click.echo(_interrupted(fn.__name__, kwargs.get("out") or kwargs.get("out_opt")), err=True)
+            if _SIGINT_SEEN:  # a real ^C: exit now, so a cluster close it interrupted is not retried at exit (which
+                sys.stdout.flush()  # waits up to a minute and prints a traceback); the workers follow their parent
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
             sys.exit(EXIT_INTERRUPTED)
         finally:
             if previous is not None:  # None: not a Python-level handler, or not the main thread
@@ -102,10 +107,17 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+_SIGINT_SEEN = False
+"""Whether a SIGINT reached `_on_sigint` (rather than a KeyboardInterrupt raised by code)."""
+
+
 def _on_sigint(signum: int, frame: Any) -> None:
-    """^C: closing the cluster mid-task makes distributed warn (a busy worker is killed after a few seconds); that is
-    expected now, so only its errors are shown, and the command is interrupted."""
-    logging.getLogger("distributed").setLevel(logging.ERROR)
+    """^C: closing the cluster mid-task makes distributed and asyncio complain (a busy worker killed, a cancelled
+    gather); that is expected now, so they are silenced, and the command is interrupted."""
+    global _SIGINT_SEEN
+    _SIGINT_SEEN = True
+    for name in ("distributed", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     raise KeyboardInterrupt
 
 
