@@ -41,7 +41,7 @@ def item(tmp_path_factory) -> str:
 
 
 def test_piped_commands_print_json_on_stdout_and_one_progress_line_per_event(item, tmp_path):
-    """run → status → evaluate → resume, each with ``--json -`` into json.loads (batch: tests/test_cli.py); the run's
+    """run → status → evaluate → resume → batch, each with ``--json -`` into json.loads; the run's
     stderr is one plain line per progress event (no carriage returns), naming every phase, with the prior's step
     count and the tiles; ``-q`` silences the progress."""
     out, cog = str(tmp_path / "run.zarr"), str(tmp_path / "run.tif")
@@ -79,6 +79,11 @@ def test_piped_commands_print_json_on_stdout_and_one_progress_line_per_event(ite
     assert [p for p, _ in progress_lines(resume.stderr)] == ["open", "open"]  # nothing to compute: no cluster
     quiet = trapan("-q", "resume", out, "--json", "-")
     assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["tiles_computed"] == 0
+    batch = trapan("batch", "--catalog", item, "--out-prefix", str(tmp_path / "batch"), "--tile", "64", "--preset",
+                   "fast", "--json", "-")
+    assert batch.returncode == 0, batch.stderr
+    summary = json.loads(batch.stdout)
+    assert summary["counts"] == {"done": 1, "skipped": 0, "failed": 0} and "\r" not in batch.stderr
 
 
 def test_line_progress_rate_limits_steps_but_never_the_first_last_or_end():

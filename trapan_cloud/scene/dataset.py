@@ -66,26 +66,30 @@ def open_scene(item: Any = None, *, pan: str | os.PathLike | None = None,
     Raises
     ------
     InputError
-        Before any pixel is read, when an input is missing or unreadable, the CRSs differ, the ratio is not an
-        integer, the extents do not overlap, a grid is rotated, the band count does not fit the sensor, a file is
-        truncated or of another pixel type, PAN and MS differ in pixel type, or a URL carries credentials.
+        Before any pixel is read: an input missing, unreadable, truncated or of another pixel type, CRSs that differ,
+        a non-integer ratio, no overlap, a rotated grid, a band count the sensor lacks, PAN and MS of different
+        pixel types, a URL with credentials.
     """
     if backend not in BACKENDS:
         raise InputError(f"backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 2):
-        raise InputError(f"chunks: expected a PAN block side in pixels (int >= 2), got {chunks!r}")
+    _check_chunks(chunks)
     if item is not None:
         if pan is not None or ms is not None:
             raise InputError("item/pan/ms: pass either a STAC item or pan= and ms= paths, not both")
         return _open_item(item, sensor, backend, pan_asset, ms_assets, chunks, nodata)
     if pan is None or ms is None:
         raise InputError("pan/ms: pass a STAC item, or both pan= and ms= (COG paths or URLs)")
-    refuse_credentials(os.fspath(pan), "pan")
-    for m in ms if isinstance(ms, (list, tuple)) else [ms]:
-        refuse_credentials(os.fspath(m), "ms")
+    for name, href in (("pan", pan), *(("ms", m) for m in (ms if isinstance(ms, (list, tuple)) else [ms]))):
+        refuse_credentials(os.fspath(href), name)
     if sensor is None:
         raise InputError(f"sensor: required with pan=/ms= paths (one of {', '.join(KNOWN)}, or 'generic')")
     return _open_files(pan, ms, get_sensor(sensor), chunks, nodata)
+
+
+def _check_chunks(chunks: int | None) -> None:
+    """Refuse a PAN block side that is not an int >= 2."""
+    if chunks is not None and (not isinstance(chunks, int) or isinstance(chunks, bool) or chunks < 2):
+        raise InputError(f"chunks: expected a PAN block side in pixels (int >= 2), got {chunks!r}")
 
 
 def _open_item(item: Any, sensor: str | Sensor | None, backend: str, pan_asset: str | None,

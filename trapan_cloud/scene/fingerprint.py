@@ -117,7 +117,9 @@ def fingerprint(href: str, name: str) -> Fingerprint:
 
     shown = redact(href)
     try:
-        fs, path = fsspec.core.url_to_fs(fsspec_url(href))
+        # a fresh filesystem: a cached one keeps the endpoint and credentials of its creation, and its listing cache
+        # could hide a change of the file
+        fs, path = fsspec.core.url_to_fs(fsspec_url(href), skip_instance_cache=True)
         info = fs.info(path)
         size = int(info.get("size") or 0)
         if is_url(fsspec_url(href)):
