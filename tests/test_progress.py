@@ -79,7 +79,7 @@ def test_piped_commands_print_json_on_stdout_and_one_progress_line_per_event(ite
     assert [p for p, _ in progress_lines(resume.stderr)] == ["open", "open"]  # nothing to compute: no cluster
     quiet = trapan("-q", "resume", out, "--json", "-")
     assert quiet.returncode == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["tiles_computed"] == 0
-    batch = trapan("batch", "--catalog", item, "--out-prefix", str(tmp_path / "batch"), "--tile", "64", "--preset",
+    batch = trapan("batch", "--catalog", item, "--out-prefix", str(tmp_path / "batch"), "--tile", "128", "--preset",
                    "fast", "--json", "-")
     assert batch.returncode == 0, batch.stderr
     summary = json.loads(batch.stdout)
