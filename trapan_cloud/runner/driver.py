@@ -130,14 +130,13 @@ def _existing_store(out: str, manifest: RunManifest, opts: RunOptions) -> Any:
 def _create_store(out: str, job: Job, opts: RunOptions) -> Any:
     """A new store for the run, holding its manifest (no prior yet: status "fitting prior" when the method needs
     one)."""
-    from ..store import create_store
+    from ..store.layout import FITTING_PRIOR, RUNNING, create_store
 
     m = job.manifest
     store = create_store(out, plan=job.plan, bands=m.bands, crs=m.grid.crs, transform=m.grid.pan_transform,
                          manifest=m.to_dict(), dtype=m.dtype, nodata=job.nodata, zarr_format=opts.zarr_format,
-                         storage_options=opts.storage(), overwrite=opts.overwrite)
-    if job.method.needs_prior:
-        store.mark_fitting_prior()
+                         storage_options=opts.storage(), overwrite=opts.overwrite,
+                         status=FITTING_PRIOR if job.method.needs_prior else RUNNING)
     return store
 
 

@@ -18,9 +18,6 @@ from .layout import (ATTR, COMPLETE, FORMAT_VERSION, ITEM_NAME, RUN_GROUP, RUNNI
 
 logger = logging.getLogger(__name__)
 
-FITTING_PRIOR = "fitting prior"
-"""Status of a store created before its Stage-1 prior is fitted: resumable (the resume fits the prior again), never
-complete. `save_prior` moves it to "running"."""
 
 
 def open_group(url: str, storage_options: dict | None, mode: str) -> Any:
@@ -145,10 +142,6 @@ class RunStore:
         for name, value in qa.items():
             self._array(name)[tile.row, tile.col] = float(value)
         self._array("done")[tile.row, tile.col] = 1
-
-    def mark_fitting_prior(self) -> None:
-        """Set the status to "fitting prior" (a new store, before its prior exists)."""
-        self.group.attrs[ATTR] = {**self.info, "status": FITTING_PRIOR}
 
     def save_prior(self, prior_bytes: bytes, prior_hash: str) -> None:
         """Keep the run's Stage-1 prior (safetensors bytes) in the store and name it in the manifest, so a resume never

@@ -70,6 +70,9 @@ RUN_GROUP = "run"
 ITEM_NAME = "item.json"
 """File name of the product's STAC item inside the store."""
 RUNNING, COMPLETE = "running", "complete"
+FITTING_PRIOR = "fitting prior"
+"""Status of a store created before its Stage-1 prior is fitted: resumable (the resume fits the prior again), never
+complete. `RunStore.save_prior` moves it to "running"."""
 OWN_NAMES = frozenset({"fused", "tiles", "done", "band", "x", "y", "spatial_ref", "prior"})
 """Variable names of the store itself, which a QA field may not take."""
 
@@ -301,8 +304,9 @@ def _template(plan: TilePlan, bands: list[str], crs_obj: Any, coeffs: tuple[floa
 def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...], crs: Any, transform: Any,
                  manifest: dict, dtype: str = "uint16", nodata: float | None = 0, zarr_format: int = 2,
                  storage_options: dict | None = None, overwrite: bool = False,
-                 qa: type[TileQA] = TileQA) -> RunStore:
-    """Write the template of a new run: metadata, coordinates and empty arrays, status "running".
+                 qa: type[TileQA] = TileQA, status: str = RUNNING) -> RunStore:
+    """Write the template of a new run: metadata, coordinates and empty arrays, with ``status`` ("running", or
+    "fitting prior" for a run whose prior is not fitted yet).
 
     ``plan`` is the run's tile plan (its PAN shape is the output grid); ``bands`` one name per MS band; ``crs`` and
     ``transform`` the PAN grid's CRS (anything pyproj takes) and north-up affine ``(a, b, c, d, e, f)``; ``manifest``
@@ -327,7 +331,9 @@ def create_store(url: str, *, plan: TilePlan, bands: list[str] | tuple[str, ...]
         if not overwrite:
             raise exists_error(url)
         remove_store(url, storage_options)
-    info = {"format_version": FORMAT_VERSION, "status": RUNNING, "manifest": manifest, "plan": plan.to_dict(),
+    if status not in (RUNNING, FITTING_PRIOR):
+        raise InputError(f"status: a new store is {RUNNING!r} or {FITTING_PRIOR!r}, not {status!r}")
+    info = {"format_version": FORMAT_VERSION, "status": status, "manifest": manifest, "plan": plan.to_dict(),
             "bands": bands, "dtype": out_dtype.name, "nodata": nodata, "qa_fields": names,
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "tiles_removed": False}
