@@ -33,3 +33,14 @@ def sample() -> tuple[np.ndarray, np.ndarray]:
 
     s = load_sample("sn6-1").crop("t", 0, 0, 60)
     return s.pan, s.ms
+
+
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """Any attempt to start or connect a Dask client fails the test."""
+    import trapan_cloud.cluster as cluster
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started")
+
+    monkeypatch.setattr(cluster, "get_client", refuse)

@@ -89,13 +89,7 @@ def test_second_run_computes_nothing(first_run, catalog, client):
     assert all(i in table for i in IDS) and "0/4" in table and "3 skipped" in table
 
 
-def test_a_batch_of_finished_items_starts_no_cluster(first_run, catalog, monkeypatch):
-    from trapan_cloud import cluster
-
-    def no_cluster(*args, **kwargs):
-        raise AssertionError("a batch with nothing to compute started a cluster")
-
-    monkeypatch.setattr(cluster, "get_client", no_cluster)
+def test_a_batch_of_finished_items_starts_no_cluster(first_run, catalog, no_cluster):
     again = run_batch(catalog, first_run[0], **RUN)  # client=None: it would start an embedded one
     assert [o.status for o in again.items] == ["skipped"] * 3
 

@@ -49,17 +49,6 @@ def fused(item, tmp_path_factory) -> str:
     return out
 
 
-@pytest.fixture
-def no_cluster(monkeypatch):
-    """Any attempt to start or connect a Dask client fails the test."""
-    import trapan_cloud.cluster as cluster
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a Dask cluster was started")
-
-    monkeypatch.setattr(cluster, "get_client", refuse)
-
-
 def trapan(*args: str) -> subprocess.CompletedProcess:
     """The real command in a child process, stdout and stderr kept apart (as a shell pipe sees them)."""
     return subprocess.run([sys.executable, "-m", "trapan_cloud.cli", *args], capture_output=True, text=True,

@@ -38,17 +38,6 @@ def item(tmp_path_factory) -> str:
     return path
 
 
-@pytest.fixture
-def no_cluster(monkeypatch):
-    """Any attempt to start or connect a Dask client fails the test."""
-    import trapan_cloud.cluster as cluster
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a Dask cluster was started")
-
-    monkeypatch.setattr(cluster, "get_client", refuse)
-
-
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as s:

@@ -32,17 +32,6 @@ def item(tmp_path_factory) -> str:
     return write_sample_item(sample, str(tmp_path_factory.mktemp("ow")))
 
 
-@pytest.fixture
-def no_cluster(monkeypatch):
-    """Any attempt to start or connect a Dask client fails the test."""
-    import trapan_cloud.cluster as cluster
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a Dask cluster was started")
-
-    monkeypatch.setattr(cluster, "get_client", refuse)
-
-
 def new_store(url: str, **kwargs):
     plan = plan_tiles((40, 36), 4, tile_px=16, halo_px=4)
     return create_store(url, plan=plan, bands=("blue", "green", "red"), crs=CRS, transform=TRANSFORM,
