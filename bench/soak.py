@@ -32,7 +32,6 @@ import functools
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
@@ -51,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _results import write_section  # noqa: E402
+from cli_output import message_lines  # noqa: E402
 from trapan_cloud.errors import IncompleteRunError  # noqa: E402
 from trapan_cloud.geotiff import write_cog  # noqa: E402
 from trapan_cloud.samples import load_sample  # noqa: E402
@@ -61,9 +61,6 @@ TILE, HALO, CROP = 64, 16, 48
 """9 tiles of a 192 x 192 PAN crop of the SpaceNet-6 sample: phases long enough on 2 shared cores to aim a signal."""
 TIMEOUT_S = 300
 """A ``trapan`` process still running after this long is a hang (an undisturbed run takes well under a minute)."""
-PROGRESS = re.compile(r"\r?tiles \d+/\d+")
-
-
 @dataclass
 class Trial:
     """One disturbed run and how it ended."""
@@ -238,7 +235,7 @@ class Soak:
         if scenario.startswith(("worker", "s3")) or landed == "missed":  # the run must complete by itself
             return result(compare(out, self.want, self.options) if rc == 0 else f"exit {rc}: {err[-300:]!r}")
         if scenario == "sigint":
-            lines = [ln for ln in PROGRESS.sub("", err).splitlines() if ln.strip()]
+            lines = message_lines(err)  # the progress lines aside
             if landed == "complete" and rc == 0 and not lines:  # the ^C came after the work, as the command ended
                 return result(compare(out, self.want))
             if rc != 130 or "Traceback" in err or len(lines) != 1:
