@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..redaction import redact, refuse_credentials
 from ..sensors import KNOWN, Sensor, get_sensor, sensor_from_platform
 from .cog import RasterInfo, read_info
+from .fingerprint import is_url
 from .grid import Grid
 
 PAN_KEYS = frozenset({"pan", "pan_analytic", "panchromatic", "b8", "band_p"})
@@ -110,7 +111,7 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
         href = os.fspath(item)
         refuse_credentials(href, "item")
         try:
-            if _is_url(href):
+            if is_url(href):
                 import fsspec
 
                 with fsspec.open(href, "rt") as f:
@@ -133,10 +134,6 @@ def read_item(item: Any) -> tuple[dict[str, Any], str | None]:
     raise InputError(f"item: expected a path, URL, dict or pystac.Item, got {type(item).__name__}")
 
 
-def _is_url(href: str) -> bool:
-    return len(urlsplit(href).scheme) > 1
-
-
 def _self_href(d: dict[str, Any]) -> str | None:
     for link in d.get("links") or []:
         if link.get("rel") == "self" and link.get("href"):
@@ -156,13 +153,13 @@ def asset_href(d: dict[str, Any], key: str, base: str | None) -> str:
     if not href:
         raise InputError(f"item {d.get('id')!r}: asset {key!r} has no href")
     refuse_credentials(str(href), f"item {d.get('id')!r} asset {key!r}")
-    if _is_url(href) or os.path.isabs(href):
+    if is_url(href) or os.path.isabs(href):
         return href
     if base is None:
         raise InputError(f"item {d.get('id')!r}: asset {key!r} has the relative href {href!r} and the item has no "
                          "location to resolve it against; pass the item's path/URL instead of a dict, or make the "
                          "hrefs absolute")
-    if _is_url(base):
+    if is_url(base):
         return urljoin(base, href)
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base)), href))
 
