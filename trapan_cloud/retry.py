@@ -122,13 +122,13 @@ def is_transient_remote(exc: BaseException) -> bool:
     return any(isinstance(e, OSError) or any(c.__name__ == "RasterioError" for c in type(e).__mro__) for e in chain)
 
 
-def one_line(exc: BaseException) -> str:
+def error_chain(exc: BaseException) -> str:
     """``Type: message`` of an error and of the errors it came from, on one line, credentials redacted.
 
     >>> try:
     ...     raise OSError("Read failed") from ValueError("TIFFReadEncodedTile() failed")
     ... except OSError as e:
-    ...     one_line(e)
+    ...     error_chain(e)
     'OSError: Read failed <- ValueError: TIFFReadEncodedTile() failed'
     """
     return redact(" <- ".join(" ".join(f"{type(e).__name__}: {e}".split()) for e in _chain(exc)))
@@ -148,7 +148,7 @@ def retry_io(fn: Callable[[], T], what: str, policy: Backoff = IO_BACKOFF,
             elapsed = time.monotonic() - start
             if not transient(exc):
                 raise
-            last = one_line(exc)[:300]
+            last = error_chain(exc)[:300]
             if elapsed < policy.budget_s:
                 delay = min(next(delays), policy.budget_s - elapsed)
                 log.warning("%s: transient error, retrying in %.1f s (%.0f of %.0f s spent): %s", what, delay,

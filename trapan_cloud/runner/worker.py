@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..qa import TileQA, score_window
 from ..redaction import redact
 from ..registry import TileMethod
-from ..retry import RetriesExhausted, is_transient, is_transient_remote, one_line, retry_io
+from ..retry import RetriesExhausted, error_chain, is_transient, is_transient_remote, retry_io
 from ..tiling import Tile, TilePlan, blend_weights
 from ..validate import validity
 
@@ -73,8 +73,8 @@ def read_input(fn: Callable[[], T], role: str, name: str) -> T:
     except RetriesExhausted as exc:
         message = f"{exc}; check the connection to the input and its credentials, then resume the run"
     except (OSError, RasterioError) as exc:
-        message = (f"{role}: cannot read {name} ({one_line(exc)[:400]}); check that the file is complete (a truncated "
-                   "or corrupt COG fails here) and readable, then resume the run")
+        message = (f"{role}: cannot read {name} ({error_chain(exc)[:400]}); check that the file is complete (a "
+                   "truncated or corrupt COG fails here) and readable, then resume the run")
     raise InputError(message)  # raised outside the handler: no chained library error to pickle back to the driver
 
 
